@@ -1,0 +1,28 @@
+# Two commands for a fresh machine with only Python: `make run` and `make test`.
+# Both create .venv and install the CPU build of torch *before* the rest, so pip never
+# resolves a multi-GB CUDA build on a machine without a GPU.
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= torch==2.13.0
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)  ## run the default experiment (pass overrides with ARGS="evaluator=loss gate=off")
+	$(BIN)/rsi-loop $(ARGS)
+
+test: $(STAMP)  ## run the whole test suite
+	$(BIN)/python -m pytest -q $(ARGS)
+
+clean:
+	rm -rf $(VENV) outputs multirun

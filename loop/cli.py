@@ -1,0 +1,214 @@
+"""Command-line entry points (see DESIGN.md, "CLI"):
+
+    rsi-loop [overrides]                   run an experiment (Hydra: -m, --cfg, --help, --config-dir)
+    rsi-loop resume=<run_dir>              continue a stopped or crashed run in place
+    rsi-loop-report <run_dir>              rebuild report.md and plots/ from the ledger alone
+    rsi-loop-verify <run_dir>              check ledger chain, checkpoints and recorded hashes
+    rsi-loop-approve <run_dir> --by NAME --reason TEXT   lift a pause
+
+torch and wandb are imported only by the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+from typing import Callable, NoReturn
+
+from omegaconf import DictConfig, OmegaConf
+
+from loop.config import STAGES, ConfigError, check_targets, instantiate
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+
+
+def fail(message: str, code: int) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+# --- rsi-loop ------------------------------------------------------------------------------
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device={requested!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={requested!r} but no CUDA GPU is available here; use device=auto or cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device={requested!r} is not supported; use auto, cpu, cuda or cuda:N")
+    return str(device)
+
+
+def build_stages(cfg: DictConfig):
+    """Check and instantiate every stage; any problem is one `ConfigError`."""
+    from loop.engine import Stages
+    from evaluators.accuracy import Accuracy
+
+    check_targets(cfg)
+    seed = cfg.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be a whole number >= 0, got {seed!r}")
+    for key in (*STAGES, "successor", "tracker"):
+        if key not in cfg:
+            raise ConfigError(f"the config has no {key!r} group; choose one with `{key}=<name>`")
+    space = instantiate(cfg.successor, "successor")
+    built = {key: instantiate(cfg[key], key) for key in STAGES if key != "generator"}
+    built["generator"] = instantiate(cfg.generator, "generator", space=space)
+    return Stages(**built, truth=Accuracy(split="truth"), space=space,
+                  tracker=instantiate(cfg.tracker, "tracker"))
+
+
+def run_experiment(cfg: DictConfig, run_dir: Path, events=(), say: Callable[[str], None] = print):
+    """Build the stages from `cfg` and run (or, with the ledger's `events`, continue) in `run_dir`."""
+    from loop.engine import Engine
+
+    stages = build_stages(cfg)
+    device = resolve_device(str(cfg.get("device", "auto")))
+    task = stages.objective.prepare()
+    config = OmegaConf.to_container(cfg, resolve=True)
+    state = Engine(run_dir, stages, task, int(cfg.seed), device, config, say=say).run(events)
+    from loop.report import write_report
+
+    report = write_report(run_dir)
+    if state.paused:
+        say(f"paused: a tripwire stopped the loop; see {report}. To continue: "
+            f"rsi-loop-approve {run_dir} --by NAME --reason TEXT, then rsi-loop resume={run_dir}")
+    else:
+        say(f"finished: report at {report}")
+    return state
+
+
+def only_hydra_files(run_dir: Path) -> bool:
+    return run_dir.exists() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir())
+
+
+def _hydra_task(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    say = lambda line: print(line, flush=True)  # noqa: E731
+    try:
+        run_experiment(cfg, run_dir, say=say)
+    except ConfigError as err:
+        if only_hydra_files(run_dir):  # nothing of the run was written: leave no half run behind
+            shutil.rmtree(run_dir)
+        fail(str(err), 2)
+
+
+def _resume(argv: list[str]) -> None:
+    from loop.checkpoints import Checkpoints
+    from loop.ledger import LedgerError, read, repair_torn_tail
+    from loop.state import fold
+
+    value = argv[0].split("=", 1)[1]
+    if len(argv) > 1:
+        fail(f"resume continues a run with its recorded config; other overrides are not allowed "
+             f"(got {' '.join(argv[1:])})", 2)
+    run_dir = Path(value)
+    ledger, config = run_dir / "ledger.jsonl", run_dir / ".hydra" / "config.yaml"
+    if not ledger.is_file() or not config.is_file():
+        fail(f"resume={value!r} is not a run directory: it needs ledger.jsonl and .hydra/config.yaml", 2)
+    torn = repair_torn_tail(ledger)
+    try:
+        events = read(ledger)
+    except LedgerError as err:
+        fail(f"{err}. The run is not resumed; `rsi-loop-verify {run_dir}` tells more", 1)
+    state = fold(events)
+    if state.finished:
+        print(f"{run_dir} already finished; nothing to resume")
+        return
+    if state.paused:
+        fail(f"{run_dir} is paused awaiting a human decision: run "
+             f"`rsi-loop-approve {run_dir} --by NAME --reason TEXT` first", 1)
+    Checkpoints(run_dir).sweep_temporaries()
+    if torn:
+        print(f"dropped an incomplete last ledger line ({torn} bytes, a torn write)")
+    try:
+        run_experiment(OmegaConf.load(config), run_dir, events, say=lambda line: print(line, flush=True))
+    except ConfigError as err:
+        fail(str(err), 2)
+
+
+def main() -> None:
+    """`rsi-loop`: run an experiment with Hydra, or resume one in place."""
+    argv = sys.argv[1:]
+    resume = [a for a in argv if a.startswith("resume=") and a != "resume=null"]
+    if resume:
+        return _resume([resume[0]] + [a for a in argv if a != resume[0]])
+    import hydra
+
+    hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")(_hydra_task)()
+
+
+# --- rsi-loop-report, rsi-loop-verify, rsi-loop-approve -------------------------------------
+
+
+def _run_dir_arg(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, Path]:
+    args = parser.parse_args(argv)
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "ledger.jsonl").is_file():
+        parser.exit(2, f"error: {run_dir} is not a run directory (no ledger.jsonl)\n")
+    return args, run_dir
+
+
+def report_main(argv: list[str] | None = None) -> None:
+    """`rsi-loop-report <run_dir>`: rebuild report.md and plots/ from the ledger alone."""
+    from loop.ledger import LedgerError
+    from loop.report import write_report
+
+    parser = argparse.ArgumentParser(prog="rsi-loop-report", description=report_main.__doc__)
+    parser.add_argument("run_dir")
+    _, run_dir = _run_dir_arg(parser, argv)
+    try:
+        print(write_report(run_dir))
+    except LedgerError as err:
+        fail(f"{err}; check the run with `rsi-loop-verify {run_dir}`", 1)
+
+
+def verify_main(argv: list[str] | None = None) -> None:
+    """`rsi-loop-verify <run_dir>`: exit 0 if intact, 1 if tampered, 2 on bad usage."""
+    from loop.verify import verify
+
+    parser = argparse.ArgumentParser(prog="rsi-loop-verify", description=verify_main.__doc__)
+    parser.add_argument("run_dir")
+    _, run_dir = _run_dir_arg(parser, argv)
+    problems, checked = verify(run_dir)
+    if problems:
+        for problem in problems:
+            print(f"TAMPERED: {problem}")
+        raise SystemExit(1)
+    print(f"intact: {checked}")
+
+
+def approve_main(argv: list[str] | None = None) -> None:
+    """`rsi-loop-approve <run_dir> --by NAME --reason TEXT`: record a human decision that lifts a pause."""
+    from loop.ledger import Ledger, LedgerError, read
+    from loop.state import fold
+
+    parser = argparse.ArgumentParser(prog="rsi-loop-approve", description=approve_main.__doc__)
+    parser.add_argument("run_dir")
+    parser.add_argument("--by", required=True, help="who approves (a name a person can be found by)")
+    parser.add_argument("--reason", required=True, help="why the loop may go on")
+    args, run_dir = _run_dir_arg(parser, argv)
+    if not args.by.strip() or not args.reason.strip():
+        parser.exit(2, "error: --by and --reason must not be empty\n")
+    try:
+        state = fold(read(run_dir / "ledger.jsonl"))
+    except LedgerError as err:
+        fail(f"{err}; nothing approved", 1)
+    if not state.paused:
+        parser.exit(2, f"error: {run_dir} is not paused; there is nothing to approve\n")
+    Ledger(run_dir / "ledger.jsonl").append(
+        "approved", state.completed, reasons=[f"approved by {args.by}: {args.reason}"],
+        detail={"by": args.by, "reason": args.reason})
+    print(f"approved; continue with: rsi-loop resume={run_dir}")
+

@@ -1,0 +1,83 @@
+"""Turning a composed Hydra config into stage objects, safely and with errors a person can act on.
+
+- `_target_` is instantiated only from allowed prefixes: this package's own modules and those the
+  user lists in `allowed_targets` (for plugins in their own module).
+- Any failure to build a stage is re-raised as one `ConfigError` paragraph naming the config key,
+  the target and what is wrong, never a wall of traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterator
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+BUILTIN_PREFIXES = ("loop.", "successors.", "evaluators.")
+STAGES = ("objective", "generator", "execution", "evaluator", "promotion", "gate")
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the key, the value and what is allowed."""
+
+
+def _targets(node: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(node, DictConfig):
+        for key in node.keys():
+            child = node._get_node(key)
+            if key == "_target_":
+                yield path, str(node[key])
+            elif isinstance(child, (DictConfig, ListConfig)):
+                yield from _targets(child, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, ListConfig):
+        for i, child in enumerate(node):
+            yield from _targets(child, f"{path}[{i}]")
+
+
+def allowed_prefixes(cfg: DictConfig) -> tuple[str, ...]:
+    extra = cfg.get("allowed_targets")
+    extra = [] if extra is None else extra
+    if not isinstance(extra, (ListConfig, list)) or not all(isinstance(p, str) and p for p in extra):
+        raise ConfigError(f"allowed_targets must be a list of module prefixes such as ['my_plugins.'], "
+                          f"got {OmegaConf.to_container(extra) if isinstance(extra, ListConfig) else extra!r}")
+    return BUILTIN_PREFIXES + tuple(p if p.endswith(".") else p + "." for p in extra)
+
+
+def check_targets(cfg: DictConfig) -> None:
+    """Refuse any `_target_` outside the allowed prefixes, before anything is instantiated."""
+    prefixes = allowed_prefixes(cfg)
+    for path, target in _targets(cfg, ""):
+        if not target.startswith(prefixes):
+            raise ConfigError(
+                f"{path}._target_={target!r} is not an allowed plugin. Allowed prefixes: "
+                f"{', '.join(prefixes)}. To use your own plugin, add its module to allowed_targets, "
+                f"e.g. `'allowed_targets=[{target.split('.')[0]}]'`."
+            )
+
+
+def check_positive_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{key} must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def instantiate(node: DictConfig, key: str, **kwargs: Any) -> Any:
+    """Build the object a config node describes; on failure raise `ConfigError` naming `key`."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate as hydra_instantiate
+
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        raise ConfigError(f"{key} must be a config group entry with a _target_, got {node!r}")
+    log.debug("instantiating %s: %s", key, node._target_)
+    try:
+        return hydra_instantiate(node, _convert_="all", **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        message = str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__
+        if isinstance(cause, (ImportError, AttributeError)) or "Error locating target" in str(err):
+            message = f"cannot import {node._target_!r} ({message})"
+        raise ConfigError(f"{key} ({node._target_}): {message}") from None
+    except Exception as err:  # a plugin's own validation (ValueError, TypeError, ...)
+        raise ConfigError(f"{key} ({node._target_}): {err}") from None

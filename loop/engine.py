@@ -1,0 +1,243 @@
+"""The engine: one generation, top to bottom.
+
+    objective -> generator -> execution -> evaluator -> promotion -> control gate -> (promote | veto | pause)
+
+Everything the loop decides is appended to the ledger as it happens; the loop's state (incumbent,
+history, pause) is always re-derived from the ledger (`loop.state.fold`), and the incumbent's
+weights are always loaded from its checkpoint, so a fresh run and a resumed one follow one path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from loop.checkpoints import Checkpoints
+from loop.ledger import Event, Ledger, canonical, sha256_file
+from loop.objectives import split_hash
+from loop.stages import (Candidate, Decision, Evaluator, Execution, Gate, Generator, Genome, Objective,
+                         Promotion, Quarantined, Scored, Scores, Successor, Task, TaskShape)
+from loop.state import RunState, fold
+from successors.space import SuccessorSpace
+
+GATE_EVENTS = {"promote": "promoted", "veto": "vetoed", "pause": "paused"}
+
+
+@dataclass
+class Stages:
+    """The six plugged-in stages, plus the hidden truth evaluator and the tracker."""
+
+    objective: Objective
+    generator: Generator
+    execution: Execution
+    evaluator: Evaluator
+    promotion: Promotion
+    gate: Gate
+    truth: Evaluator
+    space: SuccessorSpace  # the successor family, its generation-0 genome and gene bounds
+    tracker: Any
+
+
+def derive_seed(*parts: object) -> int:
+    """A 31-bit seed from the run seed and a position, independent of everything run before it."""
+    return int.from_bytes(hashlib.sha256("/".join(map(str, parts)).encode()).digest()[:4], "big") >> 1
+
+
+def code_hash(obj: object) -> str:
+    path = inspect.getsourcefile(type(obj))
+    return sha256_file(path) if path else "unknown"
+
+
+class Engine:
+    """Runs (or resumes) one experiment in `run_dir`."""
+
+    def __init__(self, run_dir: Path, stages: Stages, task: Task, seed: int, device: str,
+                 config: dict[str, Any], say: Callable[[str], None] = print):
+        self.run_dir, self.stages, self.task, self.seed = run_dir, stages, task, seed
+        self.shape = TaskShape(task.in_features, task.n_classes, task.budget.steps, device)
+        self.config, self.say = config, say
+        self.ledger = Ledger(run_dir / "ledger.jsonl")
+        self.checkpoints = Checkpoints(run_dir)
+        self.events: list[Event] = []
+
+    # --- the run ---------------------------------------------------------------------------
+
+    def run(self, events: Sequence[Event] = ()) -> RunState:
+        """Run from the start, or continue after `events` (a stopped run's ledger)."""
+        self.events = list(events)
+        state = fold(self.events)
+        if not state.started:
+            self.log("run_started", 0, reasons=[self.summary()], detail=self.provenance())
+        else:
+            self.log("resumed", state.next_generation,
+                     reasons=[f"resumed at generation {state.next_generation}"
+                              + (f"; {state.pending} events of its cut-off attempt are discarded and it "
+                                 f"reruns from the start" if state.pending else "")],
+                     detail={"restarted_generation": state.next_generation, "discarded_events": state.pending})
+        self.stages.tracker.start(self.run_dir, self.config, name=self.run_dir.name)
+        try:
+            state = fold(self.events)
+            if state.completed < 0:
+                state = self.baseline()
+            while state.next_generation <= self.task.budget.generations and not state.paused:
+                state = self.generation(state.next_generation, state)
+            if not state.paused:
+                final = self.scored(state.incumbent)
+                self.log("run_finished", state.completed, successor=state.incumbent, metrics={
+                    "incumbent/proxy": final.scores.proxy, "incumbent/truth": self.truth_of(state.incumbent),
+                    "baseline/truth": self.truth_of(state.baseline)},
+                    reasons=[f"budget of {self.task.budget.generations} generations spent"])
+                state = fold(self.events)
+        finally:
+            self.stages.tracker.finish()
+        return state
+
+    def baseline(self) -> RunState:
+        """Generation 0: train the successor space's initial genome; it is the first incumbent."""
+        genome = self.stages.space.initial
+        candidate = Candidate("0.0", genome, None, derive_seed(self.seed, 0, 0))
+        self.log("proposed", 0, detail={"candidate": candidate.key, "genome": genome.to_dict(),
+                                        "seed": candidate.seed})
+        [result] = self.stages.execution.train([candidate], self.task.view("execution", "train"), self.shape)
+        if isinstance(result, Quarantined):
+            self.log("quarantined", 0, reasons=[result.reason], detail={"candidate": candidate.key})
+            raise RuntimeError(f"the generation-0 genome could not be trained: {result.reason}")
+        scored = self.train_and_score([result])[0]
+        self.log("promoted", 0, successor=scored.id, reasons=["generation-0 baseline"])
+        return self.finish_generation(0, scored, [scored], quarantined=0, decision="baseline", started=time.time())
+
+    def generation(self, g: int, state: RunState) -> RunState:
+        started = time.time()
+        incumbent = self.scored(state.incumbent)
+        baseline = self.scored(state.baseline)
+
+        # generator: sees genomes, proxy scores and decisions of past generations, never data
+        rng = np.random.default_rng(derive_seed(self.seed, g, "generator"))
+        genomes = self.stages.generator.propose(incumbent.successor.genome, state.history,
+                                                self.task.budget.candidates, rng)
+        candidates = [Candidate(f"{g}.{i}", genome, incumbent.id, derive_seed(self.seed, g, i))
+                      for i, genome in enumerate(genomes)]
+        for c in candidates:
+            self.log("proposed", g, parent=c.parent, detail={"candidate": c.key, "genome": c.genome.to_dict(),
+                                                           "seed": c.seed})
+
+        # execution: sees the train split only
+        results = self.stages.execution.train(candidates, self.task.view("execution", "train"), self.shape)
+        for q in (r for r in results if isinstance(r, Quarantined)):
+            self.log("quarantined", g, parent=q.candidate.parent, reasons=[q.reason],
+                     detail={"candidate": q.candidate.key})
+        trained = [r for r in results if isinstance(r, Successor)]
+
+        # evaluator: the proxy on its own split (and, for the ledger only, the hidden truth)
+        scored = self.train_and_score(trained)
+
+        # promotion: nominate the best, if it beats the incumbent
+        nomination = self.stages.promotion.nominate(scored, incumbent)
+        if nomination.nominee is None:
+            self.log("not_nominated", g, parent=incumbent.id, reasons=nomination.reasons)
+            return self.finish_generation(g, incumbent, scored, len(results) - len(trained), "none", started)
+        nominee = nomination.nominee
+        self.log("nominated", g, successor=nominee.id, parent=incumbent.id,
+                 metrics={"score": nominee.score, "proxy": nominee.scores.proxy}, reasons=nomination.reasons)
+
+        # control gate: sees probe and audit splits, the incumbent and the baseline; never truth
+        decision: Decision = self.stages.gate.review(nominee, incumbent, baseline,
+                                                     self.task.view("gate", "probe", "audit"), state.history)
+        event = GATE_EVENTS[decision.action]
+        self.log(event, g, successor=nominee.id, parent=incumbent.id, metrics=decision.probes,
+                 reasons=decision.reasons)
+        winner = nominee if decision.action == "promote" else incumbent
+        return self.finish_generation(g, winner, scored, len(results) - len(trained), event, started)
+
+    # --- pieces of a generation ------------------------------------------------------------
+
+    def train_and_score(self, trained: Sequence[Successor]) -> list[Scored]:
+        """Checkpoint each trained successor, then score it with the proxy and the hidden truth."""
+        scored = []
+        for s in trained:
+            g = int(s.candidate.key.split(".")[0])
+            weights_sha = self.checkpoints.save_weights(s.id, s.model)
+            self.log("trained", g, successor=s.id, parent=s.candidate.parent, metrics=s.train,
+                     detail={"candidate": s.candidate.key, "weights_sha256": weights_sha})
+            scores = self.stages.evaluator.evaluate(s.model, self.task.view("evaluator", "proxy"))
+            truth = self.stages.truth.evaluate(s.model, self.task.view("truth", "truth")).proxy
+            score = self.task.score(scores.proxy, s.parameters)
+            metrics = {"proxy": scores.proxy, "truth": truth, "score": score,
+                       **{f"proxy/{k}": v for k, v in scores.metrics.items()}}
+            card_sha = self.checkpoints.save_card(s.id, {
+                "id": s.id, "generation": g, "candidate": s.candidate.key, "parent": s.candidate.parent,
+                "seed": s.candidate.seed, "genome": s.genome.to_dict(), "train": dict(s.train),
+                "metrics": {k: round(v, 6) for k, v in metrics.items()}, "weights_sha256": weights_sha})
+            self.log("evaluated", g, successor=s.id, parent=s.candidate.parent, metrics=metrics,
+                     detail={"candidate": s.candidate.key, "card_sha256": card_sha})
+            scored.append(Scored(s, scores, score))
+        return scored
+
+    def finish_generation(self, g: int, incumbent: Scored, scored: Sequence[Scored], quarantined: int,
+                          decision: str, started: float) -> RunState:
+        best = max(scored, key=lambda s: s.score, default=None)
+        truth = self.truth_of(incumbent.id)
+        metrics = {"incumbent/proxy": incumbent.scores.proxy, "incumbent/truth": truth,
+                   "incumbent/score": incumbent.score, "trained": len(scored), "quarantined": quarantined}
+        if best is not None:
+            metrics |= {"best/proxy": best.scores.proxy, "best/truth": self.truth_of(best.id)}
+        self.log("generation_finished", g, successor=incumbent.id, metrics=metrics,
+                 reasons=[f"{decision}: incumbent {incumbent.id}"], detail={"decision": decision})
+        self.stages.tracker.log(g, {k: v for k, v in metrics.items()})
+        self.say(f"gen {g:>3}/{self.task.budget.generations}  best proxy "
+                 f"{best.scores.proxy if best else float('nan'):.4f}  incumbent proxy {incumbent.scores.proxy:.4f}"
+                 f"  truth {truth:.4f}  {decision:<8} {incumbent.id[:8]}  ({len(scored)} trained, "
+                 f"{quarantined} quarantined, {time.time() - started:.1f} s)")
+        return fold(self.events)
+
+    def scored(self, successor: str) -> Scored:
+        """Rebuild a past successor, its weights from its checkpoint and its scores from the ledger."""
+        card = self.checkpoints.load_card(successor)
+        genome = Genome.from_dict(card["genome"])
+        model = self.checkpoints.load_model(successor, genome, self.task.in_features, self.task.n_classes)
+        evaluated = self.evaluated(successor)
+        candidate = Candidate(card["candidate"], genome, card["parent"], card["seed"])
+        proxy_extras = {k.split("/", 1)[1]: v for k, v in evaluated.metrics.items() if k.startswith("proxy/")}
+        return Scored(Successor(successor, candidate, model, card["train"]),
+                      Scores(evaluated.metrics["proxy"], proxy_extras), evaluated.metrics["score"])
+
+    def evaluated(self, successor: str) -> Event:
+        for e in reversed(self.events):
+            if e.event == "evaluated" and e.successor == successor:
+                return e
+        raise KeyError(f"successor {successor} has no evaluated event in the ledger")
+
+    def truth_of(self, successor: str) -> float:
+        return self.evaluated(successor).metrics["truth"]
+
+    # --- ledger helpers --------------------------------------------------------------------
+
+    def log(self, event: str, generation: int, **fields: Any) -> Event:
+        record = self.ledger.append(event, generation, **fields)
+        self.events.append(record)
+        return record
+
+    def summary(self) -> str:
+        b = self.task.budget
+        return (f"seed {self.seed}, objective {self.task.name}, {b.generations} generations x "
+                f"{b.candidates} candidates, at most {b.steps} steps each, device {self.shape.device}")
+
+    def provenance(self) -> dict[str, Any]:
+        """What is hashed into the ledger at start, so a change between generations is detected."""
+        s = self.stages
+        hashes = {f"data/{name}": split_hash(split) for name, split in self.task.splits.items()}
+        hashes |= {"code/evaluator": code_hash(s.evaluator), "code/truth": code_hash(s.truth),
+                   "code/gate": code_hash(s.gate),
+                   "thresholds": hashlib.sha256(canonical(self.config.get("gate", {})).encode()).hexdigest()}
+        plugins = {name: f"{type(getattr(s, name)).__module__}.{type(getattr(s, name)).__qualname__}"
+                   for name in ("objective", "generator", "execution", "evaluator", "promotion", "gate")}
+        return {"seed": self.seed, "config_sha256": hashlib.sha256(canonical(self.config).encode()).hexdigest(),
+                "hashes": hashes, "budget": {"generations": self.task.budget.generations,
+                                             "candidates": self.task.budget.candidates,
+                                             "steps": self.task.budget.steps}, "plugins": plugins}

@@ -1,0 +1,100 @@
+"""Execution: train candidates within the budget. Sees the train split only.
+
+`execution=serial` (the default for now) trains one candidate at a time on CPU or one GPU
+(`device=auto`). A candidate whose training raises, produces NaN/inf or runs past its time limit
+is quarantined with the reason; the loop goes on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from loop.checkpoints import successor_id, weights_of
+from loop.stages import Candidate, DataView, Quarantined, Split, Successor, TaskShape
+from successors import build
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+class Quarantine(Exception):
+    """Training of one candidate failed in a way the loop records and survives."""
+
+
+def make_optimizer(recipe: Mapping[str, object], params) -> torch.optim.Optimizer:
+    name, lr, wd = str(recipe["optimizer"]), float(recipe["lr"]), float(recipe["weight_decay"])
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    raise ValueError(f"recipe optimizer {name!r} is not one of {OPTIMIZERS}")
+
+
+def train_candidate(candidate: Candidate, split: Split, shape: TaskShape, time_limit_s: float,
+                    check_every: int = 25) -> Successor:
+    """Train one candidate from scratch with its recipe; raise `Quarantine` on NaN/inf or timeout."""
+    start = time.perf_counter()
+    torch.manual_seed(candidate.seed)  # initialisation and dropout
+    batches = torch.Generator().manual_seed(candidate.seed)  # batch order, same on CPU and GPU
+    device = torch.device(shape.device)
+    model = build(candidate.genome, shape.in_features, shape.n_classes).to(device)
+    recipe = candidate.genome.recipe
+    steps = min(int(recipe["steps"]), shape.max_steps)
+    optimizer = make_optimizer(recipe, model.parameters())
+    x, y = split.x.to(device), split.y.to(device)
+    batch = min(int(recipe["batch_size"]), len(split))
+    model.train()
+    for step in range(1, steps + 1):
+        index = torch.randint(len(split), (batch,), generator=batches).to(device)
+        loss = F.cross_entropy(model(x[index]), y[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % check_every == 0 or step == steps:
+            value = loss.item()
+            if not math.isfinite(value):
+                raise Quarantine(f"training loss became {value} at step {step}/{steps}")
+            if time.perf_counter() - start > time_limit_s:
+                raise Quarantine(f"ran past its time limit of {time_limit_s:g} s at step {step}/{steps}")
+    model.eval()
+    with torch.no_grad():
+        train_loss = F.cross_entropy(model(x), y).item()
+    if not math.isfinite(train_loss) or not all(torch.isfinite(p).all() for p in model.parameters()):
+        raise Quarantine(f"weights or loss are not finite after {steps} steps (loss {train_loss})")
+    model = model.cpu()
+    sid = successor_id(candidate.genome.to_dict(), weights_of(model))
+    parameters = sum(p.numel() for p in model.parameters())
+    # Deterministic facts only: these go into the ledger, which must repeat run for run.
+    return Successor(sid, candidate, model, {"train_loss": train_loss, "steps": steps, "parameters": parameters})
+
+
+@dataclass
+class Serial:
+    """Train candidates one at a time. Selected with `execution=serial`."""
+
+    time_limit_s: float = 60.0  # per candidate; past it the candidate is quarantined
+
+    def __post_init__(self) -> None:
+        if isinstance(self.time_limit_s, bool) or not isinstance(self.time_limit_s, (int, float)) \
+                or self.time_limit_s <= 0:
+            raise ValueError(f"execution.time_limit_s must be a number > 0, got {self.time_limit_s!r}")
+
+    def train(self, candidates: Sequence[Candidate], data: DataView,
+              task: TaskShape) -> list[Successor | Quarantined]:
+        split = data["train"]
+        results: list[Successor | Quarantined] = []
+        for candidate in candidates:
+            try:
+                results.append(train_candidate(candidate, split, task, self.time_limit_s))
+            except Quarantine as why:
+                results.append(Quarantined(candidate, str(why)))
+            except Exception as err:  # a broken candidate must not stop the loop
+                results.append(Quarantined(candidate, f"training raised {type(err).__name__}: {err}"))
+        return results

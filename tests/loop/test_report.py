@@ -1,0 +1,235 @@
+"""`loop.report`: report.md and plots rebuilt from synthetic ledgers alone."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loop.ledger import Ledger, LedgerError
+from loop.report import write_report
+
+NAN = float("nan")  # what the engine writes for "no best candidate"; the ledger stores null
+PLUGINS = {"objective": "loop.objectives.Digits", "generator": "loop.generators.Mutation",
+           "execution": "loop.execution.Serial", "evaluator": "loop.evaluators.HeldOut",
+           "promotion": "loop.promotion.Greedy", "gate": "loop.gates.Probes"}
+
+
+def start(ledger: Ledger, generations: int, seed: int = 7) -> None:
+    ledger.append("run_started", 0, reasons=[f"seed {seed}, objective digits, {generations} generations x 2 candidates"],
+                  detail={"seed": seed, "config_sha256": "c" * 64, "hashes": {},
+                          "budget": {"generations": generations, "candidates": 2, "steps": 50},
+                          "plugins": PLUGINS})
+
+
+def candidates(ledger: Ledger, gen: int, incumbent: str | None,
+               scored: list[tuple[str, float, float]], quarantined: list[str] = ()) -> None:
+    """proposed + trained + evaluated for each (id, proxy, truth); proposed + quarantined for each reason."""
+    for i, (sid, proxy, truth) in enumerate(scored):
+        cand = f"{gen}.{i}"
+        ledger.append("proposed", gen, parent=incumbent, detail={"candidate": cand, "genome": {"w": i}, "seed": i})
+        ledger.append("trained", gen, successor=sid, parent=incumbent,
+                      metrics={"train_loss": 0.5, "steps": 50, "parameters": 1000}, detail={"candidate": cand})
+        ledger.append("evaluated", gen, successor=sid, metrics={"proxy": proxy, "truth": truth, "score": proxy},
+                      detail={"candidate": cand, "card_sha256": "d" * 64})
+    for j, why in enumerate(quarantined, start=len(scored)):
+        ledger.append("proposed", gen, parent=incumbent, detail={"candidate": f"{gen}.{j}", "genome": {}, "seed": j})
+        ledger.append("quarantined", gen, reasons=[why], detail={"candidate": f"{gen}.{j}"})
+
+
+def generation(ledger: Ledger, gen: int, incumbent: str, inc: tuple[float, float],
+               scored: list[tuple[str, float, float]], decision: str, quarantined: list[str] = (),
+               probes: dict[str, tuple[float, float]] | None = None, why: str = "ok") -> str:
+    """One whole generation; returns the incumbent after it. `inc` is the incumbent's (proxy, truth)."""
+    candidates(ledger, gen, incumbent, scored, quarantined)
+    best = max(scored, key=lambda s: s[1]) if scored else (None, NAN, NAN)
+    after, after_scores = incumbent, inc
+    if decision in ("promoted", "vetoed", "paused"):
+        ledger.append("nominated", gen, successor=best[0], metrics={"score": best[1], "proxy": best[1]},
+                      reasons=["best proxy beats incumbent"])
+        metrics = {}
+        for name, (nominee, old) in (probes or {}).items():
+            metrics |= {f"probe/{name}": nominee, f"probe/{name}/incumbent": old}
+        ledger.append(decision, gen, successor=best[0], parent=incumbent, metrics=metrics, reasons=[why])
+        if decision == "promoted":
+            after, after_scores = best[0], best[1:]
+    else:
+        ledger.append("not_nominated", gen, reasons=[why])
+    ledger.append("generation_finished", gen, successor=after,
+                  metrics={"incumbent/proxy": after_scores[0], "incumbent/truth": after_scores[1],
+                           "incumbent/score": after_scores[0], "best/proxy": best[1], "best/truth": best[2],
+                           "trained": len(scored), "quarantined": len(quarantined)},
+                  detail={"decision": decision})
+    return after
+
+
+def baseline(ledger: Ledger, proxy: float, truth: float, sid: str = "base0000aaaaffff") -> str:
+    candidates(ledger, 0, None, [(sid, proxy, truth)])
+    ledger.append("promoted", 0, successor=sid, reasons=["generation-0 baseline"])
+    ledger.append("generation_finished", 0, successor=sid,
+                  metrics={"incumbent/proxy": proxy, "incumbent/truth": truth, "incumbent/score": proxy,
+                           "best/proxy": proxy, "best/truth": truth, "trained": 1, "quarantined": 0},
+                  detail={"decision": "baseline"})
+    return sid
+
+
+def table_row(report: str, gen: int) -> str:
+    rows = [line for line in report.splitlines() if line.startswith(f"| {gen} | ")]
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def check_outputs(run: Path) -> str:
+    path = write_report(run)
+    assert path == run / "report.md"
+    for png in ("scores.png", "gate.png"):
+        assert (run / "plots" / png).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    text = path.read_text()
+    assert write_report(run).read_text() == text  # rebuilt identically
+    assert "![proxy and truth per generation](plots/scores.png)" in text
+    assert "(plots/gate.png)" in text
+    return text
+
+
+def test_finished_run_with_promotions_and_a_veto(tmp_path: Path) -> None:
+    run = tmp_path / "run-a"
+    run.mkdir()
+    ledger = Ledger(run / "ledger.jsonl")
+    start(ledger, 3)
+    inc = baseline(ledger, 0.80, 0.78)
+    inc = generation(ledger, 1, inc, (0.80, 0.78), [("c1aaaaaa11111111", 0.85, 0.83), ("c2bbbbbb22222222", 0.82, 0.80)],
+                     "promoted", probes={"calibration": (0.030, 0.032), "robustness": (0.70, 0.68)},
+                     why="calibration: ECE 0.030 vs incumbent 0.032 (tolerance 0.05): ok")
+    inc = generation(ledger, 2, inc, (0.85, 0.83), [("d1cccccc33333333", 0.90, 0.79)], "vetoed",
+                     quarantined=["training loss became NaN at step 12"],
+                     probes={"calibration": (0.081, 0.030)},
+                     why="calibration: ECE 0.081 vs incumbent 0.030 (tolerance 0.05): regresses")
+    inc = generation(ledger, 3, inc, (0.85, 0.83), [("e1dddddd44444444", 0.91, 0.86)], "promoted",
+                     probes={"calibration": (0.031, 0.030), "robustness": (0.72, 0.70)})
+    ledger.append("run_finished", 3, successor=inc,
+                  metrics={"incumbent/proxy": 0.91, "incumbent/truth": 0.86, "baseline/truth": 0.78},
+                  reasons=["budget of 3 generations spent"])
+
+    text = check_outputs(run)
+    assert text.startswith("# rsi-loop run `run-a`")
+    assert "| status | **finished** |" in text
+    assert "| seed | 7 |" in text
+    assert "| budget | 3 generations x 2 candidates x 50 steps |" in text
+    assert "| gate | `loop.gates.Probes` |" in text
+    assert "| final incumbent | `e1dddddd` |" in text
+    assert "| incumbent proxy | 0.9100 |" in text
+    assert "| incumbent truth | 0.8600 |" in text
+    assert "| baseline truth (generation 0) | 0.7800 |" in text
+    assert "| truth change vs baseline | +0.0800 |" in text
+    assert "| promotions / vetoes / pauses | 2 / 1 / 0 |" in text
+    assert "| approvals | 0 |" in text
+    assert "| quarantined | 1 |" in text
+    assert table_row(text, 0) == "| 0 | baseline | `base0000` | 0.8000 | 0.7800 | 0.8000 | 0.7800 | 1 / 0 |"
+    assert table_row(text, 1) == "| 1 | promoted | `c1aaaaaa` | 0.8500 | 0.8300 | 0.8500 | 0.8300 | 2 / 0 |"
+    # vetoed: the incumbent stays while the best candidate's proxy rose and its truth fell (Goodhart)
+    assert table_row(text, 2) == "| 2 | vetoed | `c1aaaaaa` | 0.8500 | 0.8300 | 0.9000 | 0.7900 | 1 / 1 |"
+    assert "- generation 2: **vetoed** nominee `d1cccccc` vs incumbent `c1aaaaaa`" in text
+    assert "  - calibration: ECE 0.081 vs incumbent 0.030 (tolerance 0.05): regresses" in text
+    assert "generation-0 baseline" not in text.split("## Gate decisions")[1]  # gen 0 is no gate decision
+    assert "- generation 2, candidate 2.1: training loss became NaN at step 12" in text
+    assert "Finished: budget of 3 generations spent" in text
+
+
+def test_paused_approved_resumed_run_does_not_double_count(tmp_path: Path) -> None:
+    run = tmp_path / "run-b"
+    run.mkdir()
+    ledger = Ledger(run / "ledger.jsonl")
+    start(ledger, 3)
+    inc = baseline(ledger, 0.70, 0.69)
+    inc = generation(ledger, 1, inc, (0.70, 0.69), [("f1eeeeee55555555", 0.75, 0.74)], "promoted")
+    inc = generation(ledger, 2, inc, (0.75, 0.74), [("g1ffffff66666666", 0.80, 0.78)], "paused",
+                     why="human approval required: proxy jumped 0.05 in one generation")
+    text = check_outputs(run)
+    assert "| status | **paused awaiting approval** |" in text
+    assert "- generation 2: **paused** — human approval required: proxy jumped 0.05 in one generation" in text
+
+    ledger.append("approved", 2, reasons=["approved by alice: checked the probes"],
+                  detail={"by": "alice", "reason": "checked the probes"})
+    assert "| status | **approved, waiting to be resumed** |" in check_outputs(run)
+
+    # first attempt at generation 3 crashes half way; `resumed` reruns it from scratch
+    candidates(ledger, 3, inc, [("h0abandoned00000", 0.99, 0.10)], quarantined=["abandoned attempt OOM"])
+    ledger.append("vetoed", 3, successor="h0abandoned00000", parent=inc, reasons=["abandoned veto"])
+    ledger.append("resumed", 3, detail={"restarted_generation": 3, "discarded_events": 6})
+    inc = generation(ledger, 3, inc, (0.75, 0.74), [("h1aaaaaa77777777", 0.82, 0.80)], "promoted",
+                     quarantined=["diverged: loss 1e9"])
+    ledger.append("run_finished", 3, successor=inc,
+                  metrics={"incumbent/proxy": 0.82, "incumbent/truth": 0.80, "baseline/truth": 0.69})
+
+    text = check_outputs(run)
+    assert "| status | **finished** |" in text
+    assert table_row(text, 3) == "| 3 | promoted | `h1aaaaaa` | 0.8200 | 0.8000 | 0.8200 | 0.8000 | 1 / 1 |"
+    assert "| promotions / vetoes / pauses | 2 / 0 / 1 |" in text
+    assert "| approvals | 1 |" in text
+    assert "| quarantined | 1 |" in text
+    assert "| truth change vs baseline | +0.1100 |" in text
+    assert "abandoned" not in text.replace("6 events of attempts abandoned", "")
+    assert "6 events of attempts abandoned before a resume are not counted." in text
+    assert "- generation 2: **approved** — approved by alice: checked the probes" in text
+    assert "- generation 3: **resumed** — restarted generation 3, discarded 6 events" in text
+    human = text.split("## Human decisions")[1].split("## Quarantined")[0]
+    assert human.index("**paused**") < human.index("**approved**") < human.index("**resumed**")
+    assert "- generation 3, candidate 3.1: diverged: loss 1e9" in text
+
+
+def test_interrupted_run_shows_partial_generation(tmp_path: Path) -> None:
+    run = tmp_path / "run-c"
+    run.mkdir()
+    ledger = Ledger(run / "ledger.jsonl")
+    start(ledger, 5)
+    inc = baseline(ledger, 0.60, 0.61)
+    inc = generation(ledger, 1, inc, (0.60, 0.61), [("i1aaaaaa88888888", 0.65, 0.64)], "promoted")
+    candidates(ledger, 2, inc, [("j1bbbbbb99999999", 0.8765, 0.8)], quarantined=["timed out"])
+
+    text = check_outputs(run)
+    assert "| status | **interrupted (or still running)** |" in text
+    assert table_row(text, 2) == ("| 2 | _in progress / interrupted_ | — | — | — | 0.8765 | 0.8000 | "
+                                  "1 / 1 so far |")
+    # the final incumbent is the last settled one, from generation 1
+    assert "| final incumbent | `i1aaaaaa` |" in text
+    assert "| truth change vs baseline | +0.0300 |" in text
+    assert "| promotions / vetoes / pauses | 1 / 0 / 0 |" in text
+    assert "- generation 1: **promoted** nominee `i1aaaaaa` vs incumbent `base0000`" in text
+
+
+def test_generation_with_nothing_trained_and_no_probes(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    start(ledger, 1)
+    inc = baseline(ledger, 0.5, 0.5)
+    generation(ledger, 1, inc, (0.5, 0.5), [], "none", quarantined=["a", "b"], why="every candidate quarantined")
+    text = check_outputs(tmp_path)
+    assert table_row(text, 1) == "| 1 | none | `base0000` | 0.5000 | 0.5000 | — | — | 0 / 2 |"
+    assert "_No gate decisions after generation 0._" in text
+
+
+def test_empty_ledger_still_reports(tmp_path: Path) -> None:
+    (tmp_path / "ledger.jsonl").write_text("")
+    assert "interrupted" in check_outputs(tmp_path)
+
+
+def test_tampered_ledger_raises(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    start(ledger, 1)
+    baseline(ledger, 0.5, 0.5)
+    lines = (tmp_path / "ledger.jsonl").read_text().splitlines(keepends=True)
+    record = json.loads(lines[3])  # the baseline's evaluated event
+    record["metrics"]["proxy"] = 0.99
+    lines[3] = json.dumps(record) + "\n"
+    (tmp_path / "ledger.jsonl").write_text("".join(lines))
+    with pytest.raises(LedgerError):
+        write_report(tmp_path)
+    assert not (tmp_path / "report.md").exists()
+
+
+def test_report_module_does_not_import_torch() -> None:
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", "import loop.report, sys; assert 'torch' not in sys.modules"],
+                   cwd=root, check=True)
