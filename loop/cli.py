@@ -91,17 +91,31 @@ def only_hydra_files(run_dir: Path) -> bool:
     return run_dir.exists() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir())
 
 
-def _hydra_task(cfg: DictConfig) -> None:
-    from hydra.core.hydra_config import HydraConfig
+def say(line: str) -> None:
+    print(line, flush=True)
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    say = lambda line: print(line, flush=True)  # noqa: E731
+
+def run_or_fail(cfg: DictConfig, run_dir: Path, events=()) -> None:
+    """Run, turning the errors a user can act on into one paragraph and a non-zero exit."""
+    from loop.engine import RunError
+    from loop.stages import AccessError
+
     try:
-        run_experiment(cfg, run_dir, say=say)
+        run_experiment(cfg, run_dir, events, say=say)
     except ConfigError as err:
         if only_hydra_files(run_dir):  # nothing of the run was written: leave no half run behind
             shutil.rmtree(run_dir)
         fail(str(err), 2)
+    except AccessError as err:
+        fail(f"{err} (DESIGN.md, 'who sees what'); the run stopped, its ledger is intact", 1)
+    except RunError as err:
+        fail(f"{err}; the run stopped, see {run_dir / 'ledger.jsonl'}", 1)
+
+
+def _hydra_task(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    run_or_fail(cfg, Path(HydraConfig.get().runtime.output_dir))
 
 
 def _resume(argv: list[str]) -> None:
@@ -132,10 +146,7 @@ def _resume(argv: list[str]) -> None:
     Checkpoints(run_dir).sweep_temporaries()
     if torn:
         print(f"dropped an incomplete last ledger line ({torn} bytes, a torn write)")
-    try:
-        run_experiment(OmegaConf.load(config), run_dir, events, say=lambda line: print(line, flush=True))
-    except ConfigError as err:
-        fail(str(err), 2)
+    run_or_fail(OmegaConf.load(config), run_dir, events)
 
 
 def main() -> None:

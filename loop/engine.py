@@ -26,6 +26,10 @@ from loop.stages import (Candidate, Decision, Evaluator, Execution, Gate, Genera
 from loop.state import RunState, fold
 from successors.space import SuccessorSpace
 
+class RunError(RuntimeError):
+    """The run cannot go on (e.g. the generation-0 genome cannot be trained)."""
+
+
 GATE_EVENTS = {"promote": "promoted", "veto": "vetoed", "pause": "paused"}
 
 
@@ -107,7 +111,7 @@ class Engine:
         [result] = self.stages.execution.train([candidate], self.task.view("execution", "train"), self.shape)
         if isinstance(result, Quarantined):
             self.log("quarantined", 0, reasons=[result.reason], detail={"candidate": candidate.key})
-            raise RuntimeError(f"the generation-0 genome could not be trained: {result.reason}")
+            raise RunError(f"the generation-0 genome could not be trained: {result.reason}")
         scored = self.train_and_score([result])[0]
         self.log("promoted", 0, successor=scored.id, reasons=["generation-0 baseline"])
         return self.finish_generation(0, scored, [scored], quarantined=0, decision="baseline", started=time.time())

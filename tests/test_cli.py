@@ -1,0 +1,169 @@
+"""Every console script, run as a user would: in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, ROOT, TINY, ledger_events, run_loop
+
+ENV = {**os.environ, "WANDB_MODE": "disabled"}
+
+
+def cli(*args: str, cwd: Path | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
+    command = [str(BIN / args[0]), *args[1:]] if args[0].startswith("rsi-loop") else list(args)
+    return subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """One tiny run through the real `rsi-loop` command."""
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    done = cli("rsi-loop", *TINY, f"hydra.run.dir={run_dir}")
+    assert done.returncode == 0, done.stderr
+    return run_dir, done
+
+
+def test_rsi_loop_runs_with_progress_and_writes_the_run_dir(cli_run):
+    run_dir, done = cli_run
+    lines = [line for line in done.stdout.splitlines() if line.startswith("gen ")]
+    assert len(lines) == 4  # generation 0 and 3 more, one live line each
+    assert all("best proxy" in line and "truth" in line for line in lines)
+    for name in ("ledger.jsonl", "report.md", ".hydra/config.yaml", "plots/scores.png", "plots/gate.png"):
+        assert (run_dir / name).is_file(), name
+    assert ledger_events(run_dir)[-1].event == "run_finished"
+
+
+def test_python_dash_m_loop_and_hydra_flags_work():
+    shown = cli(sys.executable, "-m", "loop", "--cfg", "job", "evaluator=likelihood")
+    assert shown.returncode == 0 and "evaluators.accuracy.Likelihood" in shown.stdout
+    helped = cli("rsi-loop", "--help")
+    assert helped.returncode == 0 and "evaluator: accuracy, likelihood" in helped.stdout
+
+
+def test_verify_exits_0_intact_1_tampered_2_bad_usage(cli_run, tmp_path):
+    run_dir, _ = cli_run
+    ok = cli("rsi-loop-verify", str(run_dir))
+    assert ok.returncode == 0 and "intact" in ok.stdout
+    assert cli("rsi-loop-verify", str(tmp_path / "nowhere")).returncode == 2
+    assert cli("rsi-loop-verify").returncode == 2
+
+    ledger_copy = tmp_path / "ledger_tampered"
+    shutil.copytree(run_dir, ledger_copy)
+    ledger = ledger_copy / "ledger.jsonl"
+    data = bytearray(ledger.read_bytes())
+    at = data.index(b'"proxy": 0.') + len(b'"proxy": 0.')  # one digit of one proxy score
+    data[at] = ord("9") if data[at] != ord("9") else ord("8")
+    ledger.write_bytes(bytes(data))
+    bad = cli("rsi-loop-verify", str(ledger_copy))
+    assert bad.returncode == 1 and "hash does not match" in bad.stdout
+
+    weights_copy = tmp_path / "weights_tampered"
+    shutil.copytree(run_dir, weights_copy)
+    checkpoint = sorted((weights_copy / "successors").glob("*.safetensors"))[0]
+    data = bytearray(checkpoint.read_bytes())
+    data[-1] ^= 0x01
+    checkpoint.write_bytes(bytes(data))
+    bad = cli("rsi-loop-verify", str(weights_copy))
+    assert bad.returncode == 1 and checkpoint.name in bad.stdout
+
+
+def test_report_is_rebuilt_from_the_ledger_alone(cli_run, tmp_path):
+    run_dir, _ = cli_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    original = (copy / "report.md").read_text()
+    shutil.rmtree(copy / "plots")
+    shutil.rmtree(copy / "successors")  # the report must not need checkpoints or config
+    shutil.rmtree(copy / ".hydra")
+    (copy / "report.md").unlink()
+    done = cli("rsi-loop-report", str(copy))
+    assert done.returncode == 0, done.stderr
+    assert (copy / "report.md").read_text() == original
+    assert (copy / "plots" / "scores.png").is_file()
+    assert cli("rsi-loop-report", str(tmp_path / "nowhere")).returncode == 2
+
+
+def test_approve_and_resume_through_the_cli(tmp_path):
+    run_dir = tmp_path / "r"
+    pause = ["gate.probes.0.tolerance=-1", "gate.max_consecutive_vetoes=1"]
+    first = cli("rsi-loop", *TINY, *pause, f"hydra.run.dir={run_dir}")
+    assert first.returncode == 0 and "paused" in first.stdout
+    refused = cli("rsi-loop", f"resume={run_dir}")
+    assert refused.returncode == 1 and "rsi-loop-approve" in refused.stderr
+    assert cli("rsi-loop-approve", str(run_dir), "--by", "Ada").returncode == 2  # --reason is required
+    approved = cli("rsi-loop-approve", str(run_dir), "--by", "Ada", "--reason", "expected in a test")
+    assert approved.returncode == 0, approved.stderr
+    assert cli("rsi-loop-approve", str(run_dir), "--by", "Ada", "--reason", "again").returncode == 2
+    resumed = cli("rsi-loop", f"resume={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr
+    kinds = [e.event for e in ledger_events(run_dir)]
+    assert kinds.count("approved") == 1 and kinds.count("resumed") == 1 and kinds.count("paused") == 2
+    assert cli("rsi-loop-verify", str(run_dir)).returncode == 0
+
+
+def final_incumbent(run_dir: Path) -> str:
+    return [e.successor for e in ledger_events(run_dir) if e.event == "generation_finished"][-1]
+
+
+def test_a_run_killed_mid_generation_resumes_to_the_same_incumbent(tmp_path):
+    budget = ["objective.budget.generations=4", "objective.budget.candidates=4", "objective.budget.steps=300"]
+    reference = tmp_path / "reference"
+    run_loop(reference, *budget)
+
+    run_dir = tmp_path / "killed"
+    proc = subprocess.Popen([str(BIN / "rsi-loop"), *TINY, *budget, f"hydra.run.dir={run_dir}"],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ledger, deadline = run_dir / "ledger.jsonl", time.monotonic() + 120
+    try:  # wait until generation 2 has trained a candidate, then kill without warning
+        while time.monotonic() < deadline and proc.poll() is None:
+            if ledger.exists() and any(json.loads(line)["event"] == "trained" and json.loads(line)["generation"] == 2
+                                       for line in ledger.read_text().splitlines()):
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    events = ledger_events(run_dir)
+    assert events[-1].event != "run_finished" and events[-1].generation == 2
+
+    resumed = cli("rsi-loop", f"resume={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr
+    after = ledger_events(run_dir)
+    restart = next(e for e in after if e.event == "resumed")
+    assert restart.detail["restarted_generation"] == 2 and restart.detail["discarded_events"] > 0
+    finished = [e.generation for e in after if e.event == "generation_finished"]
+    assert finished == [0, 1, 2, 3, 4]  # no generation lost, none repeated
+    assert final_incumbent(run_dir) == final_incumbent(reference)
+    assert cli("rsi-loop-verify", str(run_dir)).returncode == 0
+
+
+@pytest.mark.parametrize("override,expected,code", [
+    ("evaluator=nope", "Available options in 'evaluator'", 1),
+    ("objective.budget.generations=-3", "budget.generations must be a whole number >= 1, got -3", 2),
+    ("objective.budget.candidates=many", "budget.candidates must be a whole number >= 1, got 'many'", 2),
+    ("evaluator._target_=os.system", "is not an allowed plugin", 2),
+    ("promotion.margin=-1", "promotion.margin must be a number >= 0", 2),
+    ("device=tpu", "device='tpu'", 2),
+])
+def test_bad_input_is_one_clear_error_and_leaves_no_run_dir(tmp_path, override, expected, code):
+    run_dir = tmp_path / "run"
+    done = cli("rsi-loop", *TINY, override, f"hydra.run.dir={run_dir}")
+    assert done.returncode == code
+    assert expected in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not run_dir.exists()
+
+
+def test_resume_of_something_that_is_not_a_run(tmp_path):
+    done = cli("rsi-loop", f"resume={tmp_path}")
+    assert done.returncode == 2 and "not a run directory" in done.stderr

@@ -1,0 +1,114 @@
+"""Real loops at a tiny budget, checked through what they wrote."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import ledger_events, run_loop
+from loop.ledger import FIELDS
+from loop.stages import AccessError
+from loop.verify import verify
+
+
+def test_run_writes_the_contracted_run_directory(finished_run):
+    events = ledger_events(finished_run)
+    kinds = [e.event for e in events]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
+    for kind in ("proposed", "trained", "evaluated", "promoted", "generation_finished"):
+        assert kind in kinds
+    assert {e.generation for e in events if e.event == "generation_finished"} == {0, 1, 2, 3}
+    # every line carries the contract fields; evaluated events carry proxy and truth on one scale
+    for line in (finished_run / "ledger.jsonl").read_text().splitlines():
+        assert set(FIELDS) <= set(json.loads(line))
+    for e in (e for e in events if e.event == "evaluated"):
+        assert 0.0 <= e.metrics["proxy"] <= 1.0 and 0.0 <= e.metrics["truth"] <= 1.0
+        assert (finished_run / "successors" / f"{e.successor}.safetensors").is_file()
+        card = json.loads((finished_run / "successors" / f"{e.successor}.json").read_text())
+        assert card["id"] == e.successor and card["metrics"]["proxy"] == e.metrics["proxy"]
+    for e in (e for e in events if e.event in ("promoted", "vetoed") and e.generation > 0):
+        assert {"probe/calibration", "probe/noise"} <= set(e.metrics), "the gate records every probe it ran"
+    assert (finished_run / "report.md").is_file()
+    assert (finished_run / "plots" / "scores.png").read_bytes().startswith(b"\x89PNG")
+    assert verify(finished_run)[0] == []
+
+
+def test_generator_sees_no_truth_and_parents_are_incumbents(finished_run):
+    events = ledger_events(finished_run)
+    incumbent = {e.generation: e.successor for e in events if e.event == "generation_finished"}
+    for e in (e for e in events if e.event == "proposed" and e.generation > 0):
+        assert e.parent == incumbent[e.generation - 1]
+
+
+def without_time(events):
+    return [(e.seq, e.generation, e.event, e.successor, e.parent, dict(e.metrics), e.reasons,
+             {k: v for k, v in e.detail.items()}) for e in events]
+
+
+def test_same_config_and_seed_give_the_same_ledger(tmp_path, finished_run):
+    run_loop(tmp_path / "again")
+    first, second = ledger_events(finished_run), ledger_events(tmp_path / "again")
+    assert without_time(first) == without_time(second)
+
+
+def test_another_seed_gives_another_run(tmp_path, finished_run):
+    run_loop(tmp_path / "other", "seed=1")
+    ids = lambda run: [e.successor for e in ledger_events(run) if e.event == "trained"]  # noqa: E731
+    assert ids(finished_run) != ids(tmp_path / "other")
+
+
+def test_gate_off_promotes_every_nominee_and_evaluator_swaps(tmp_path):
+    run_loop(tmp_path / "r", "gate=off", "evaluator=likelihood")
+    events = ledger_events(tmp_path / "r")
+    nominated = [e.successor for e in events if e.event == "nominated"]
+    promoted = [e.successor for e in events if e.event == "promoted" and e.generation > 0]
+    assert nominated == promoted and not any(e.event == "vetoed" for e in events)
+    evaluated = [e for e in events if e.event == "evaluated"]
+    assert all(e.metrics["proxy"] != e.metrics["proxy/accuracy"] for e in evaluated)
+    started = events[0].detail["plugins"]
+    assert started["gate"] == "loop.gates.Off" and started["evaluator"] == "evaluators.accuracy.Likelihood"
+
+
+def test_an_evaluator_reaching_for_truth_fails_loudly(tmp_path):
+    with pytest.raises(AccessError, match="evaluator stage may not see the 'truth' split"):
+        run_loop(tmp_path / "r", "evaluator.split=truth")
+
+
+def test_a_broken_candidate_is_quarantined_and_the_loop_goes_on(tmp_path, monkeypatch):
+    import loop.execution
+
+    real = loop.execution.train_candidate
+
+    def flaky(candidate, *args, **kwargs):  # the second candidate of every generation blows up
+        if candidate.key.endswith(".1"):
+            raise FloatingPointError("simulated blow-up")
+        return real(candidate, *args, **kwargs)
+
+    monkeypatch.setattr(loop.execution, "train_candidate", flaky)
+    state, _ = run_loop(tmp_path / "r")
+    events = ledger_events(tmp_path / "r")
+    quarantined = [e for e in events if e.event == "quarantined"]
+    assert [e.detail["candidate"] for e in quarantined] == ["1.1", "2.1", "3.1"]
+    assert all("FloatingPointError: simulated blow-up" in e.reasons[0] for e in quarantined)
+    assert state.finished and events[-1].event == "run_finished"
+    assert verify(tmp_path / "r")[0] == []
+
+
+def test_tripwire_pauses_and_approval_lifts_it(tmp_path):
+    from loop.cli import approve_main
+
+    run_dir = tmp_path / "r"
+    # every nominee regresses beyond a negative tolerance, and one veto trips the wire
+    pause = ("gate.probes.0.tolerance=-1", "gate.max_consecutive_vetoes=1")
+    state, lines = run_loop(run_dir, *pause)
+    assert state.paused and not state.finished
+    assert ledger_events(run_dir)[-2].event == "paused"
+    assert any("rsi-loop-approve" in line for line in lines)
+    approve_main([str(run_dir), "--by", "Ada", "--reason", "vetoes were expected in this test"])
+    events = ledger_events(run_dir)
+    assert events[-1].event == "approved" and events[-1].detail["by"] == "Ada"
+    state, _ = run_loop(run_dir, *pause, events=events)
+    kinds = [e.event for e in ledger_events(run_dir)]
+    assert kinds.count("paused") == 2 and kinds.index("approved") < kinds.index("resumed")
+    assert state.paused and state.completed == 2
