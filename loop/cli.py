@@ -12,6 +12,7 @@ torch and wandb are imported only by the commands that need them.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -151,6 +152,8 @@ def _resume(argv: list[str]) -> None:
 
 def main() -> None:
     """`rsi-loop`: run an experiment with Hydra, or resume one in place."""
+    if "" not in sys.path and os.getcwd() not in sys.path:  # as `python -m loop` would: your own
+        sys.path.append(os.getcwd())  # plugins next to you import (appended: never shadows ours)
     argv = sys.argv[1:]
     resume = [a for a in argv if a.startswith("resume=") and a != "resume=null"]
     if resume:

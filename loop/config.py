@@ -51,8 +51,8 @@ def check_targets(cfg: DictConfig) -> None:
     for path, target in _targets(cfg, ""):
         if not target.startswith(prefixes):
             raise ConfigError(
-                f"{path}._target_={target!r} is not an allowed plugin. Allowed prefixes: "
-                f"{', '.join(prefixes)}. To use your own plugin, add its module to allowed_targets, "
+                f"{path}._target_={target!r} is not an allowed plugin; allowed module prefixes: "
+                f"{', '.join(prefixes)}; to use your own plugin, add its module to allowed_targets, "
                 f"e.g. `'allowed_targets=[{target.split('.')[0]}]'`."
             )
 
