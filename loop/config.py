@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
+import sys
 from typing import Any, Iterator
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -45,22 +47,38 @@ def allowed_prefixes(cfg: DictConfig) -> tuple[str, ...]:
     return BUILTIN_PREFIXES + tuple(p if p.endswith(".") else p + "." for p in extra)
 
 
+def _allowed(name: str, prefixes: tuple[str, ...]) -> bool:
+    return name.startswith(prefixes) or f"{name}." in prefixes
+
+
 def check_targets(cfg: DictConfig) -> None:
-    """Refuse any `_target_` outside the allowed prefixes, before anything is instantiated."""
+    """Refuse any `_target_` outside the allowed prefixes, before anything is instantiated.
+
+    The name is checked, and so is where it leads: `loop.ledger.os.system` starts with `loop.` but
+    resolves to `posix.system`, which is refused.
+    """
+    from hydra._internal.utils import _locate
+
     prefixes = allowed_prefixes(cfg)
     for path, target in _targets(cfg, ""):
+        key = f"{path}._target_" if path else "_target_"
         if not target.startswith(prefixes):
+            top = target.split(".")[0]
+            example = "my_plugins" if top in sys.stdlib_module_names else top
             raise ConfigError(
-                f"{path}._target_={target!r} is not an allowed plugin; allowed module prefixes: "
+                f"{key}={target!r} is not an allowed plugin; allowed module prefixes: "
                 f"{', '.join(prefixes)}; to use your own plugin, add its module to allowed_targets, "
-                f"e.g. `'allowed_targets=[{target.split('.')[0]}]'`."
+                f"e.g. `'allowed_targets=[{example}]'`."
             )
-
-
-def check_positive_int(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{key} must be a whole number >= 0, got {value!r}")
-    return value
+        try:
+            found = _locate(target)
+        except Exception as err:
+            raise ConfigError(f"{key}={target!r} cannot be imported ({err})") from None
+        home = found.__name__ if inspect.ismodule(found) else getattr(found, "__module__", None) or ""
+        if not _allowed(home, prefixes):
+            raise ConfigError(f"{key}={target!r} resolves to {home or 'an object'}."
+                              f"{getattr(found, '__qualname__', '')}, outside the allowed module prefixes "
+                              f"{', '.join(prefixes)}")
 
 
 def instantiate(node: DictConfig, key: str, **kwargs: Any) -> Any:

@@ -75,6 +75,8 @@ class Gene:
             new = value + scale * (self.high - self.low) * rng.standard_normal()
         if self.type == "int" and round(new) == value:  # an int gene must move at least one step
             new = value + (1 if rng.random() < 0.5 else -1)
+        if self.clip(new) == value and self.low < self.high:  # stuck at a bound: reflect inward
+            new = value - (new - value)
         return self.clip(new)
 
 

@@ -240,8 +240,6 @@ def test_mutate_children_differ_from_an_interior_parent(space):
     assert len({c.canonical() for c in children}) > 150  # mutation actually explores
 
 
-@pytest.mark.xfail(strict=True, reason="shipped bug: a gene at its bound can be perturbed and clipped "
-                                        "back to the parent's value, so the child equals the parent")
 def test_mutate_children_differ_from_a_parent_at_its_bounds(space):
     # The shipped generation-0 genome has depth=1 and dropout=0.0, both at their lower bound.
     mutate = Mutate(space)
