@@ -68,18 +68,47 @@ def build_stages(cfg: DictConfig):
                   tracker=instantiate(cfg.tracker, "tracker"))
 
 
-def run_experiment(cfg: DictConfig, run_dir: Path, events=(), say: Callable[[str], None] = print):
-    """Build the stages from `cfg` and run (or, with the ledger's `events`, continue) in `run_dir`."""
-    from loop.engine import Engine
+class RunPaused(RuntimeError):
+    """The run waits for a human decision before it may continue."""
 
-    stages = build_stages(cfg)
+
+def events_to_resume(run_dir: Path, say: Callable[[str], None]):
+    """The ledger of a stopped run, ready to continue: a torn last line (a write cut by a crash)
+    is dropped, temporary files of a cut-off checkpoint write are swept, the chain is checked."""
+    from loop.checkpoints import Checkpoints
+    from loop.ledger import read, repair_torn_tail
+    from loop.state import fold
+
+    torn = repair_torn_tail(run_dir / "ledger.jsonl")
+    if torn:
+        say(f"dropped an incomplete last ledger line ({torn} bytes, a torn write)")
+    events = read(run_dir / "ledger.jsonl")
+    if fold(events).paused:
+        raise RunPaused(f"{run_dir} is paused awaiting a human decision: run "
+                        f"`rsi-loop-approve {run_dir} --by NAME --reason TEXT` first")
+    Checkpoints(run_dir).sweep_temporaries()
+    return events
+
+
+def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, say: Callable[[str], None] = print):
+    """Build the stages from `cfg` and run in `run_dir`; with `resume`, continue after its ledger."""
+    from loop.engine import Engine
+    from loop.ledger import writer_lock
+    from loop.report import write_report
+    from loop.state import fold
+
+    stages = build_stages(cfg)  # every check before anything is written
     device = resolve_device(str(cfg.get("device", "auto")))
     task = stages.objective.prepare()
     config = OmegaConf.to_container(cfg, resolve=True)
-    state = Engine(run_dir, stages, task, int(cfg.seed), device, config, say=say).run(events)
-    from loop.report import write_report
-
-    report = write_report(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with writer_lock(run_dir):  # one writer per run: two resumes cannot interleave
+        events = events_to_resume(run_dir, say) if resume else ()
+        if fold(events).finished:
+            say(f"{run_dir} already finished; nothing to resume")
+            return fold(events)
+        state = Engine(run_dir, stages, task, int(cfg.seed), device, config, say=say).run(events)
+        report = write_report(run_dir)
     if state.paused:
         say(f"paused: a tripwire stopped the loop; see {report}. To continue: "
             f"rsi-loop-approve {run_dir} --by NAME --reason TEXT, then rsi-loop resume={run_dir}")
@@ -96,13 +125,14 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-def run_or_fail(cfg: DictConfig, run_dir: Path, events=()) -> None:
+def run_or_fail(cfg: DictConfig, run_dir: Path, resume: bool = False) -> None:
     """Run, turning the errors a user can act on into one paragraph and a non-zero exit."""
     from loop.engine import RunError
+    from loop.ledger import LedgerError, RunBusy
     from loop.stages import AccessError
 
     try:
-        run_experiment(cfg, run_dir, events, say=say)
+        run_experiment(cfg, run_dir, resume, say=say)
     except ConfigError as err:
         if only_hydra_files(run_dir):  # nothing of the run was written: leave no half run behind
             shutil.rmtree(run_dir)
@@ -111,6 +141,10 @@ def run_or_fail(cfg: DictConfig, run_dir: Path, events=()) -> None:
         fail(f"{err} (DESIGN.md, 'who sees what'); the run stopped, its ledger is intact", 1)
     except RunError as err:
         fail(f"{err}; the run stopped, see {run_dir / 'ledger.jsonl'}", 1)
+    except (RunBusy, RunPaused) as err:
+        fail(str(err), 1)
+    except LedgerError as err:
+        fail(f"{err}. The run is not resumed; `rsi-loop-verify {run_dir}` tells more", 1)
 
 
 def _hydra_task(cfg: DictConfig) -> None:
@@ -120,10 +154,6 @@ def _hydra_task(cfg: DictConfig) -> None:
 
 
 def _resume(argv: list[str]) -> None:
-    from loop.checkpoints import Checkpoints
-    from loop.ledger import LedgerError, read, repair_torn_tail
-    from loop.state import fold
-
     value = argv[0].split("=", 1)[1]
     if len(argv) > 1:
         fail(f"resume continues a run with its recorded config; other overrides are not allowed "
@@ -132,22 +162,7 @@ def _resume(argv: list[str]) -> None:
     ledger, config = run_dir / "ledger.jsonl", run_dir / ".hydra" / "config.yaml"
     if not ledger.is_file() or not config.is_file():
         fail(f"resume={value!r} is not a run directory: it needs ledger.jsonl and .hydra/config.yaml", 2)
-    torn = repair_torn_tail(ledger)
-    try:
-        events = read(ledger)
-    except LedgerError as err:
-        fail(f"{err}. The run is not resumed; `rsi-loop-verify {run_dir}` tells more", 1)
-    state = fold(events)
-    if state.finished:
-        print(f"{run_dir} already finished; nothing to resume")
-        return
-    if state.paused:
-        fail(f"{run_dir} is paused awaiting a human decision: run "
-             f"`rsi-loop-approve {run_dir} --by NAME --reason TEXT` first", 1)
-    Checkpoints(run_dir).sweep_temporaries()
-    if torn:
-        print(f"dropped an incomplete last ledger line ({torn} bytes, a torn write)")
-    run_or_fail(OmegaConf.load(config), run_dir, events)
+    run_or_fail(OmegaConf.load(config), run_dir, resume=True)
 
 
 def main() -> None:
@@ -205,7 +220,7 @@ def verify_main(argv: list[str] | None = None) -> None:
 
 def approve_main(argv: list[str] | None = None) -> None:
     """`rsi-loop-approve <run_dir> --by NAME --reason TEXT`: record a human decision that lifts a pause."""
-    from loop.ledger import Ledger, LedgerError, read
+    from loop.ledger import Ledger, LedgerError, RunBusy, read, writer_lock
     from loop.state import fold
 
     parser = argparse.ArgumentParser(prog="rsi-loop-approve", description=approve_main.__doc__)
@@ -216,13 +231,14 @@ def approve_main(argv: list[str] | None = None) -> None:
     if not args.by.strip() or not args.reason.strip():
         parser.exit(2, "error: --by and --reason must not be empty\n")
     try:
-        state = fold(read(run_dir / "ledger.jsonl"))
-    except LedgerError as err:
+        with writer_lock(run_dir):
+            state = fold(read(run_dir / "ledger.jsonl"))
+            if not state.paused:
+                parser.exit(2, f"error: {run_dir} is not paused; there is nothing to approve\n")
+            Ledger(run_dir / "ledger.jsonl").append(
+                "approved", state.completed, reasons=[f"approved by {args.by}: {args.reason}"],
+                detail={"by": args.by, "reason": args.reason})
+    except (LedgerError, RunBusy) as err:
         fail(f"{err}; nothing approved", 1)
-    if not state.paused:
-        parser.exit(2, f"error: {run_dir} is not paused; there is nothing to approve\n")
-    Ledger(run_dir / "ledger.jsonl").append(
-        "approved", state.completed, reasons=[f"approved by {args.by}: {args.reason}"],
-        detail={"by": args.by, "reason": args.reason})
     print(f"approved; continue with: rsi-loop resume={run_dir}")
 

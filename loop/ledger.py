@@ -17,6 +17,7 @@ import json
 import math
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -130,6 +131,27 @@ def repair_torn_tail(path: Path | str) -> int:
         f.flush()
         os.fsync(f.fileno())
         return len(data) - keep
+
+
+class RunBusy(RuntimeError):
+    """Another process is writing this run."""
+
+
+@contextmanager
+def writer_lock(run_dir: Path | str) -> Iterator[None]:
+    """Hold the run's writer lock: one process at a time appends to a ledger, so two resumes of
+    one run cannot interleave their lines and break the chain."""
+    import fcntl
+
+    with open(Path(run_dir) / ".lock", "a") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunBusy(f"another rsi-loop process is writing {run_dir}; wait for it to stop") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def read(path: Path | str) -> list[Event]:

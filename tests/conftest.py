@@ -25,7 +25,7 @@ def compose_config(*overrides: str):
         return compose("config", overrides=list(overrides))
 
 
-def run_loop(run_dir: Path, *overrides: str, events=()):
+def run_loop(run_dir: Path, *overrides: str, resume: bool = False):
     """A real loop in-process at a tiny budget; writes `.hydra/config.yaml` as Hydra would."""
     from omegaconf import OmegaConf
 
@@ -35,7 +35,7 @@ def run_loop(run_dir: Path, *overrides: str, events=()):
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
     lines: list[str] = []
-    state = run_experiment(cfg, run_dir, events, say=lines.append)
+    state = run_experiment(cfg, run_dir, resume, say=lines.append)
     return state, lines
 
 

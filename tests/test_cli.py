@@ -167,3 +167,15 @@ def test_bad_input_is_one_clear_error_and_leaves_no_run_dir(tmp_path, override, 
 def test_resume_of_something_that_is_not_a_run(tmp_path):
     done = cli("rsi-loop", f"resume={tmp_path}")
     assert done.returncode == 2 and "not a run directory" in done.stderr
+
+
+def test_a_run_being_written_cannot_be_resumed_twice(cli_run, tmp_path):
+    from loop.ledger import writer_lock
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(cli_run[0], run_dir)
+    with writer_lock(run_dir):  # as if another rsi-loop process were writing this run
+        busy = cli("rsi-loop", f"resume={run_dir}")
+    assert busy.returncode == 1 and "another rsi-loop process is writing" in busy.stderr
+    finished = cli("rsi-loop", f"resume={run_dir}")
+    assert finished.returncode == 0 and "already finished" in finished.stdout

@@ -108,7 +108,20 @@ def test_tripwire_pauses_and_approval_lifts_it(tmp_path):
     approve_main([str(run_dir), "--by", "Ada", "--reason", "vetoes were expected in this test"])
     events = ledger_events(run_dir)
     assert events[-1].event == "approved" and events[-1].detail["by"] == "Ada"
-    state, _ = run_loop(run_dir, *pause, events=events)
+    state, _ = run_loop(run_dir, *pause, resume=True)
     kinds = [e.event for e in ledger_events(run_dir)]
     assert kinds.count("paused") == 2 and kinds.index("approved") < kinds.index("resumed")
     assert state.paused and state.completed == 2
+
+
+def test_wandb_tracker_writes_an_offline_run_inside_the_run_dir(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # the suite runs wandb disabled; this test needs it on
+    run_dir = tmp_path / "r"
+    run_loop(run_dir, "tracker=wandb", "tracker.mode=offline", "objective.budget.generations=1")
+    offline = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1 and list(offline[0].glob("*.wandb")), "an offline run `wandb sync` can upload"
+
+
+def test_wandb_tracker_disabled_writes_nothing(tmp_path):
+    run_loop(tmp_path / "r", "tracker=wandb", "objective.budget.generations=1")  # WANDB_MODE=disabled
+    assert not (tmp_path / "r" / "wandb").exists()
