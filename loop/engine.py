@@ -104,17 +104,12 @@ class Engine:
 
     def baseline(self) -> RunState:
         """Generation 0: train the successor space's initial genome; it is the first incumbent."""
-        genome = self.stages.space.initial
-        candidate = Candidate("0.0", genome, None, derive_seed(self.seed, 0, 0))
-        self.log("proposed", 0, detail={"candidate": candidate.key, "genome": genome.to_dict(),
-                                        "seed": candidate.seed})
-        [result] = self.stages.execution.train([candidate], self.task.view("execution", "train"), self.shape)
-        if isinstance(result, Quarantined):
-            self.log("quarantined", 0, reasons=[result.reason], detail={"candidate": candidate.key})
-            raise RunError(f"the generation-0 genome could not be trained: {result.reason}")
-        scored = self.train_and_score([result])[0]
-        self.log("promoted", 0, successor=scored.id, reasons=["generation-0 baseline"])
-        return self.finish_generation(0, scored, [scored], quarantined=0, decision="baseline", started=time.time())
+        started = time.time()
+        scored, quarantined = self.train_candidates(0, [self.stages.space.initial], parent=None)
+        if quarantined:
+            raise RunError(f"the generation-0 genome could not be trained: {quarantined[0].reason}")
+        self.log("promoted", 0, successor=scored[0].id, reasons=["generation-0 baseline"])
+        return self.finish_generation(0, scored[0], scored, 0, "baseline", started)
 
     def generation(self, g: int, state: RunState) -> RunState:
         started = time.time()
@@ -125,27 +120,15 @@ class Engine:
         rng = np.random.default_rng(derive_seed(self.seed, g, "generator"))
         genomes = self.stages.generator.propose(incumbent.successor.genome, state.history,
                                                 self.task.budget.candidates, rng)
-        candidates = [Candidate(f"{g}.{i}", genome, incumbent.id, derive_seed(self.seed, g, i))
-                      for i, genome in enumerate(genomes)]
-        for c in candidates:
-            self.log("proposed", g, parent=c.parent, detail={"candidate": c.key, "genome": c.genome.to_dict(),
-                                                           "seed": c.seed})
 
-        # execution: sees the train split only
-        results = self.stages.execution.train(candidates, self.task.view("execution", "train"), self.shape)
-        for q in (r for r in results if isinstance(r, Quarantined)):
-            self.log("quarantined", g, parent=q.candidate.parent, reasons=[q.reason],
-                     detail={"candidate": q.candidate.key})
-        trained = [r for r in results if isinstance(r, Successor)]
-
-        # evaluator: the proxy on its own split (and, for the ledger only, the hidden truth)
-        scored = self.train_and_score(trained)
+        # execution (train split only), then the evaluator (proxy split; truth for the ledger only)
+        scored, quarantined = self.train_candidates(g, genomes, parent=incumbent.id)
 
         # promotion: nominate the best, if it beats the incumbent
         nomination = self.stages.promotion.nominate(scored, incumbent)
         if nomination.nominee is None:
             self.log("not_nominated", g, parent=incumbent.id, reasons=nomination.reasons)
-            return self.finish_generation(g, incumbent, scored, len(results) - len(trained), "none", started)
+            return self.finish_generation(g, incumbent, scored, len(quarantined), "none", started)
         nominee = nomination.nominee
         self.log("nominated", g, successor=nominee.id, parent=incumbent.id,
                  metrics={"score": nominee.score, "proxy": nominee.scores.proxy}, reasons=nomination.reasons)
@@ -157,15 +140,28 @@ class Engine:
         self.log(event, g, successor=nominee.id, parent=incumbent.id, metrics=decision.probes,
                  reasons=decision.reasons)
         winner = nominee if decision.action == "promote" else incumbent
-        return self.finish_generation(g, winner, scored, len(results) - len(trained), event, started)
+        return self.finish_generation(g, winner, scored, len(quarantined), event, started)
 
     # --- pieces of a generation ------------------------------------------------------------
 
-    def train_and_score(self, trained: Sequence[Successor]) -> list[Scored]:
+    def train_candidates(self, g: int, genomes: Sequence[Genome],
+                         parent: str | None) -> tuple[list[Scored], list[Quarantined]]:
+        """Propose, train, checkpoint and score one generation's genomes, logging each step."""
+        candidates = [Candidate(f"{g}.{i}", genome, parent, derive_seed(self.seed, g, i))
+                      for i, genome in enumerate(genomes)]
+        for c in candidates:
+            self.log("proposed", g, parent=parent, detail={"candidate": c.key, "genome": c.genome.to_dict(),
+                                                         "seed": c.seed})
+        results = self.stages.execution.train(candidates, self.task.view("execution", "train"), self.shape)
+        quarantined = [r for r in results if isinstance(r, Quarantined)]
+        for q in quarantined:
+            self.log("quarantined", g, parent=parent, reasons=[q.reason], detail={"candidate": q.candidate.key})
+        return self.score(g, [r for r in results if isinstance(r, Successor)]), quarantined
+
+    def score(self, g: int, trained: Sequence[Successor]) -> list[Scored]:
         """Checkpoint each trained successor, then score it with the proxy and the hidden truth."""
         scored = []
         for s in trained:
-            g = int(s.candidate.key.split(".")[0])
             weights_sha = self.checkpoints.save_weights(s.id, s.model)
             self.log("trained", g, successor=s.id, parent=s.candidate.parent, metrics=s.train,
                      detail={"candidate": s.candidate.key, "weights_sha256": weights_sha})
@@ -193,7 +189,7 @@ class Engine:
             metrics |= {"best/proxy": best.scores.proxy, "best/truth": self.truth_of(best.id)}
         self.log("generation_finished", g, successor=incumbent.id, metrics=metrics,
                  reasons=[f"{decision}: incumbent {incumbent.id}"], detail={"decision": decision})
-        self.stages.tracker.log(g, {k: v for k, v in metrics.items()})
+        self.stages.tracker.log(g, metrics)
         self.say(f"gen {g:>3}/{self.task.budget.generations}  best proxy "
                  f"{best.scores.proxy if best else float('nan'):.4f}  incumbent proxy {incumbent.scores.proxy:.4f}"
                  f"  truth {truth:.4f}  {decision:<8} {incumbent.id[:8]}  ({len(scored)} trained, "

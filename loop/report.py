@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from loop.checkpoints import atomic_write
+from loop.config import STAGES
 from loop.ledger import Event, read
+from loop.state import settle
 
 GATE = ("promoted", "vetoed", "paused")
 COLORS = {"promoted": "tab:green", "vetoed": "tab:red", "paused": "tab:orange"}
 MARKERS = {"promoted": "^", "vetoed": "x", "paused": "s"}
 IN_PROGRESS = "in progress / interrupted"
-STAGES = ("objective", "generator", "execution", "evaluator", "promotion", "gate")  # loop order
 
 
 @dataclass
@@ -60,27 +61,23 @@ class Run:
 
 
 def parse(events: list[Event]) -> Run:
-    """Group events by generation. A generation's events stay pending until its
-    `generation_finished`; a `resumed` drops what is pending, because the engine reruns that
-    generation from scratch and its events would otherwise be counted twice."""
-    run, pending = Run(), {}
-    for e in events:
+    """Group events by generation, as the engine reads them (`loop.state.settle`): a generation
+    counts once its `generation_finished` is written; events of an attempt cut off by a crash and
+    dropped by a later `resumed` are counted apart, not twice."""
+    settled = settle(events)
+    run = Run(abandoned=settled.abandoned)
+    for e in settled.run:
         if e.event == "run_started":
             run.started = e
         elif e.event == "run_finished":
             run.finished = e
-        elif e.event in ("approved", "resumed"):
-            run.human.append(e)
-            if e.event == "resumed":
-                run.abandoned += sum(len(g.events) for g in pending.values())
-                pending.clear()
         else:
-            gen = pending.setdefault(e.generation, Generation(e.generation))
-            gen.events.append(e)
-            if e.event == "generation_finished":
-                gen.finished = e
-                run.generations[e.generation] = pending.pop(e.generation)
-    run.generations.update(pending)  # never finished: shown as in progress, not silently counted
+            run.human.append(e)
+    for number, kept in settled.generations.items():
+        run.generations[number] = Generation(number, kept, kept[-1])
+    if settled.unfinished:  # never finished: shown as in progress, not silently counted
+        number = settled.unfinished[0].generation
+        run.generations[number] = Generation(number, settled.unfinished)
     run.generations = dict(sorted(run.generations.items()))
     return run
 

@@ -47,29 +47,51 @@ def past_of(generation: int, events: Sequence[Event]) -> Past:
                 tuple(proxy.get(e.detail["candidate"]) for e in proposed), decision, tuple(reasons))
 
 
-def fold(events: Sequence[Event]) -> RunState:
-    state = RunState()
+RUN_EVENTS = ("run_started", "approved", "resumed", "run_finished")
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A ledger's events sorted into what counts: the one reading both the engine and the report use."""
+
+    generations: dict[int, list[Event]]  # events of each finished generation, ending in generation_finished
+    unfinished: list[Event]  # events of a generation cut off (or still running): not counted yet
+    abandoned: int  # events of cut-off attempts that a later `resumed` dropped
+    run: list[Event]  # run-level events: run_started, approved, resumed, run_finished
+
+
+def settle(events: Sequence[Event]) -> Settled:
+    generations: dict[int, list[Event]] = {}
     pending: list[Event] = []
+    run: list[Event] = []
+    abandoned = 0
     for e in events:
-        if e.event == "run_started":
-            state.started = True
-        elif e.event == "resumed":
-            pending = []
-        elif e.event == "approved":
-            state.paused = False
-        elif e.event == "run_finished":
-            state.finished = True
-        elif e.event == "generation_finished":
-            pending.append(e)
-            state.completed = e.generation
-            state.incumbent = e.successor
-            if e.generation == 0:
-                state.baseline = e.successor
-            else:
-                state.history.append(past_of(e.generation, pending))
-            state.paused = state.paused or e.detail.get("decision") == "paused"
-            pending = []
+        if e.event in RUN_EVENTS:
+            run.append(e)
+            if e.event == "resumed":  # the cut-off generation reruns from its start
+                abandoned, pending = abandoned + len(pending), []
         else:
             pending.append(e)
-    state.pending = len(pending)
+            if e.event == "generation_finished":
+                generations[e.generation], pending = pending, []
+    return Settled(generations, pending, abandoned, run)
+
+
+def fold(events: Sequence[Event]) -> RunState:
+    settled = settle(events)
+    kinds = {e.event for e in settled.run}
+    state = RunState(started="run_started" in kinds, finished="run_finished" in kinds,
+                     pending=len(settled.unfinished))
+    last_pause = -1
+    for g, kept in sorted(settled.generations.items()):
+        finished = kept[-1]
+        state.completed, state.incumbent = g, finished.successor
+        if g == 0:
+            state.baseline = finished.successor
+        else:
+            state.history.append(past_of(g, kept))
+        if finished.detail.get("decision") == "paused":
+            last_pause = finished.seq
+    last_approval = max((e.seq for e in settled.run if e.event == "approved"), default=-1)
+    state.paused = last_pause > last_approval
     return state

@@ -25,22 +25,19 @@ def verify(run_dir: Path) -> tuple[list[str], str]:
     store = Checkpoints(run_dir)
     weights = {e.successor: e.detail.get("weights_sha256") for e in events if e.event == "trained"}
     cards = {e.successor: e.detail.get("card_sha256") for e in events if e.event == "evaluated"}
-    intact = set()  # successors whose files both match the ledger: their id can be recomputed
-    for sid, expected in sorted(weights.items()):
-        path = store.weights_path(sid)
-        if not path.is_file():
-            problems.append(f"checkpoint {path.name} recorded in the ledger is missing")
-        elif sha256_file(path) != expected:
-            problems.append(f"checkpoint {path.name} differs from the sha256 recorded in the ledger")
-        else:
-            intact.add(sid)
-    for sid, expected in sorted(cards.items()):
-        path = store.card_path(sid)
-        if not path.is_file():
-            problems.append(f"successor card {path.name} recorded in the ledger is missing")
-        elif sha256_file(path) != expected:
-            problems.append(f"successor card {path.name} differs from the sha256 recorded in the ledger")
-        elif sid in intact and successor_id(store.load_card(sid)["genome"], store.load_arrays(sid)) != sid:
+    recorded = {"checkpoint": (store.weights_path, weights), "successor card": (store.card_path, cards)}
+    intact: dict[str, set[str]] = {label: set() for label in recorded}
+    for label, (path_of, hashes) in recorded.items():
+        for sid, expected in sorted(hashes.items()):
+            path = path_of(sid)
+            if not path.is_file():
+                problems.append(f"{label} {path.name} recorded in the ledger is missing")
+            elif sha256_file(path) != expected:
+                problems.append(f"{label} {path.name} differs from the sha256 recorded in the ledger")
+            else:
+                intact[label].add(sid)
+    for sid in sorted(intact["checkpoint"] & intact["successor card"]):  # both files as recorded
+        if successor_id(store.load_card(sid)["genome"], store.load_arrays(sid)) != sid:
             problems.append(f"successor {sid}: its id does not match its genome and weights")
     started = next((e for e in events if e.event == "run_started"), None)
     config = run_dir / ".hydra" / "config.yaml"

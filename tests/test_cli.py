@@ -179,3 +179,11 @@ def test_a_run_being_written_cannot_be_resumed_twice(cli_run, tmp_path):
     assert busy.returncode == 1 and "another rsi-loop process is writing" in busy.stderr
     finished = cli("rsi-loop", f"resume={run_dir}")
     assert finished.returncode == 0 and "already finished" in finished.stdout
+
+
+def test_the_cli_imports_torch_and_wandb_only_when_a_command_needs_them():
+    code = ("import sys, loop.cli, loop.verify, loop.report, loop.state; "
+            "heavy = [m for m in ('torch', 'wandb', 'ray') if m in sys.modules]; "
+            "assert not heavy, heavy")
+    done = cli(sys.executable, "-c", code)
+    assert done.returncode == 0, done.stderr
