@@ -9,36 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from loop.ledger import canonical
+from loop.ledger import atomic_write, canonical  # atomic_write is re-exported from here
 from loop.stages import Genome
 
 if TYPE_CHECKING:
     from torch import nn
 
 ID_LENGTH = 16  # hex characters: 64 bits, ample for the thousands of successors of a run
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary name in the same folder, sync, then rename: never a half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide run files from the user's other tools
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def successor_id(genome: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> str:

@@ -93,12 +93,18 @@ def events_to_resume(run_dir: Path, say: Callable[[str], None]):
 def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, say: Callable[[str], None] = print):
     """Build the stages from `cfg` and run in `run_dir`; with `resume`, continue after its ledger."""
     from loop.engine import Engine
-    from loop.ledger import writer_lock
+    from loop.ledger import check_anchor_outside, writer_lock
     from loop.report import write_report
     from loop.state import fold
 
     stages = build_stages(cfg)  # every check before anything is written
     device = resolve_device(str(cfg.get("device", "auto")))
+    anchor = OmegaConf.select(cfg, "ledger.anchor")
+    if anchor not in (None, ""):
+        try:
+            anchor = check_anchor_outside(str(anchor), run_dir)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     task = stages.objective.prepare()
     config = OmegaConf.to_container(cfg, resolve=True)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -107,7 +113,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, say: Ca
         if fold(events).finished:
             say(f"{run_dir} already finished; nothing to resume")
             return fold(events)
-        state = Engine(run_dir, stages, task, int(cfg.seed), device, config, say=say).run(events)
+        engine = Engine(run_dir, stages, task, int(cfg.seed), device, config, say=say, anchor=anchor or None)
+        state = engine.run(events)
         report = write_report(run_dir)
     if state.paused:
         say(f"paused: a tripwire stopped the loop; see {report}. To continue: "
@@ -128,7 +135,7 @@ def say(line: str) -> None:
 def run_or_fail(cfg: DictConfig, run_dir: Path, resume: bool = False) -> None:
     """Run, turning the errors a user can act on into one paragraph and a non-zero exit."""
     from loop.engine import RunError
-    from loop.ledger import LedgerError, RunBusy
+    from loop.ledger import AnchorError, LedgerError, RunBusy
     from loop.stages import AccessError
 
     try:
@@ -141,7 +148,7 @@ def run_or_fail(cfg: DictConfig, run_dir: Path, resume: bool = False) -> None:
         fail(f"{err} (DESIGN.md, 'who sees what'); the run stopped, its ledger is intact", 1)
     except RunError as err:
         fail(f"{err}; the run stopped, see {run_dir / 'ledger.jsonl'}", 1)
-    except (RunBusy, RunPaused) as err:
+    except (RunBusy, RunPaused, AnchorError) as err:
         fail(str(err), 1)
     except LedgerError as err:
         fail(f"{err}. The run is not resumed; `rsi-loop-verify {run_dir}` tells more", 1)
@@ -204,13 +211,20 @@ def report_main(argv: list[str] | None = None) -> None:
 
 
 def verify_main(argv: list[str] | None = None) -> None:
-    """`rsi-loop-verify <run_dir>`: exit 0 if intact, 1 if tampered, 2 on bad usage."""
-    from loop.verify import verify
+    """`rsi-loop-verify <run_dir> [--anchor PATH]`: exit 0 if intact, 1 if tampered, 2 on bad usage."""
+    from loop.verify import configured_anchor, verify
 
     parser = argparse.ArgumentParser(prog="rsi-loop-verify", description=verify_main.__doc__)
     parser.add_argument("run_dir")
-    _, run_dir = _run_dir_arg(parser, argv)
-    problems, checked = verify(run_dir)
+    anchoring = parser.add_mutually_exclusive_group()
+    anchoring.add_argument("--anchor", metavar="PATH", help="the ledger's anchor file, kept outside the run "
+                           "directory: also catches a truncated tail and a recomputed chain "
+                           "(default: the run's ledger.anchor, if it names one)")
+    anchoring.add_argument("--no-anchor", action="store_true", help="check the chain alone, even if the run "
+                           "names an anchor")
+    args, run_dir = _run_dir_arg(parser, argv)
+    anchor = None if args.no_anchor else Path(args.anchor) if args.anchor else configured_anchor(run_dir)
+    problems, checked = verify(run_dir, anchor)
     if problems:
         for problem in problems:
             print(f"TAMPERED: {problem}")
@@ -222,6 +236,7 @@ def approve_main(argv: list[str] | None = None) -> None:
     """`rsi-loop-approve <run_dir> --by NAME --reason TEXT`: record a human decision that lifts a pause."""
     from loop.ledger import Ledger, LedgerError, RunBusy, read, writer_lock
     from loop.state import fold
+    from loop.verify import configured_anchor
 
     parser = argparse.ArgumentParser(prog="rsi-loop-approve", description=approve_main.__doc__)
     parser.add_argument("run_dir")
@@ -235,10 +250,10 @@ def approve_main(argv: list[str] | None = None) -> None:
             state = fold(read(run_dir / "ledger.jsonl"))
             if not state.paused:
                 parser.exit(2, f"error: {run_dir} is not paused; there is nothing to approve\n")
-            Ledger(run_dir / "ledger.jsonl").append(
+            Ledger(run_dir / "ledger.jsonl", anchor=configured_anchor(run_dir)).append(
                 "approved", state.completed, reasons=[f"approved by {args.by}: {args.reason}"],
                 detail={"by": args.by, "reason": args.reason})
-    except (LedgerError, RunBusy) as err:
+    except (LedgerError, RunBusy, ValueError) as err:  # ValueError: an unusable anchor
         fail(f"{err}; nothing approved", 1)
     print(f"approved; continue with: rsi-loop resume={run_dir}")
 

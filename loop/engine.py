@@ -9,6 +9,7 @@ weights are always loaded from its checkpoint, so a fresh run and a resumed one 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import time
@@ -58,15 +59,27 @@ def code_hash(obj: object) -> str:
     return sha256_file(path) if path else "unknown"
 
 
+def parts_of(plugin: object) -> list[object]:
+    """A plugin and the dataclass plugins nested in its fields (a gate's probes, a human gate's checks)."""
+    found = [plugin]
+    if dataclasses.is_dataclass(plugin):
+        for f in dataclasses.fields(plugin):
+            value = getattr(plugin, f.name)
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                if dataclasses.is_dataclass(item) and not isinstance(item, type):
+                    found += parts_of(item)
+    return found
+
+
 class Engine:
     """Runs (or resumes) one experiment in `run_dir`."""
 
     def __init__(self, run_dir: Path, stages: Stages, task: Task, seed: int, device: str,
-                 config: dict[str, Any], say: Callable[[str], None] = print):
+                 config: dict[str, Any], say: Callable[[str], None] = print, anchor: Path | None = None):
         self.run_dir, self.stages, self.task, self.seed = run_dir, stages, task, seed
         self.shape = TaskShape(task.in_features, task.n_classes, task.budget.steps, device)
         self.config, self.say = config, say
-        self.ledger = Ledger(run_dir / "ledger.jsonl")
+        self.ledger = Ledger(run_dir / "ledger.jsonl", anchor=anchor)  # anchor: a copy of the head, elsewhere
         self.checkpoints = Checkpoints(run_dir)
         self.events: list[Event] = []
 
@@ -121,8 +134,16 @@ class Engine:
         genomes = self.stages.generator.propose(incumbent.successor.genome, state.history,
                                                 self.task.budget.candidates, rng)
 
-        # execution (train split only), then the evaluator (proxy split; truth for the ledger only)
+        # execution (train split only), then the evaluator (proxy split; truth for the ledger only);
+        # what judges must come out of it unchanged, or every candidate is suspect
+        before = self.integrity()
         scored, quarantined = self.train_candidates(g, genomes, parent=incumbent.id)
+        changed = sorted(k for k, v in self.integrity().items() if before.get(k) != v)
+        if changed:
+            self.log("paused", g, parent=incumbent.id, reasons=[
+                f"integrity: {', '.join(changed)} changed while generation {g} was trained and scored",
+                "hard veto of every candidate of this generation; the loop pauses until a person approves"])
+            return self.finish_generation(g, incumbent, scored, len(quarantined), "paused", started)
 
         # promotion: nominate the best, if it beats the incumbent
         nomination = self.stages.promotion.nominate(scored, incumbent)
@@ -133,9 +154,10 @@ class Engine:
         self.log("nominated", g, successor=nominee.id, parent=incumbent.id,
                  metrics={"score": nominee.score, "proxy": nominee.scores.proxy}, reasons=nomination.reasons)
 
-        # control gate: sees probe and audit splits, the incumbent and the baseline; never truth
+        # control gate: sees the probe, audit and proxy splits, the incumbent and the baseline; never truth
         decision: Decision = self.stages.gate.review(nominee, incumbent, baseline,
-                                                     self.task.view("gate", "probe", "audit"), state.history)
+                                                     self.task.view("gate", "probe", "audit", "proxy"),
+                                                     state.history)
         event = GATE_EVENTS[decision.action]
         self.log(event, g, successor=nominee.id, parent=incumbent.id, metrics=decision.probes,
                  reasons=decision.reasons)
@@ -222,6 +244,15 @@ class Engine:
         record = self.ledger.append(event, generation, **fields)
         self.events.append(record)
         return record
+
+    def integrity(self) -> dict[str, str]:
+        """Hashes of what judges: the code and settings of the evaluators, the gate and its probes,
+        and the data they read. Taken before and after each generation's candidates."""
+        judges = [self.stages.evaluator, self.stages.truth, *parts_of(self.stages.gate)]
+        digest = {f"code/{type(j).__module__}": code_hash(j) for j in judges}
+        digest |= {f"data/{name}": split_hash(self.task.splits[name]) for name in ("proxy", "audit", "probe", "truth")}
+        digest["thresholds"] = hashlib.sha256("\n".join(repr(j) for j in judges).encode()).hexdigest()
+        return digest
 
     def summary(self) -> str:
         b = self.task.budget

@@ -8,6 +8,14 @@ deleting or reordering any line breaks the chain from that line on.
 
 Every line is flushed and fsynced before `append` returns: a killed run loses nothing it wrote.
 This module imports neither torch nor numpy, so `rsi-loop-verify` and `rsi-loop-report` stay light.
+
+A chain proves that no line was changed, deleted, inserted or reordered, but it cannot know its
+own end: cutting off the last lines, or rewriting a line and recomputing every hash after it,
+leaves a valid chain. An *anchor* closes that gap: a small JSON file outside the run directory
+(`{"ledger": ..., "seq": ..., "hash": ...}`) that the ledger rewrites atomically after every
+append. `rsi-loop-verify --anchor PATH` then detects a truncated tail (the ledger ends before the
+anchor's line) and a recomputed chain (the anchor's line has another hash). Keep the anchor where
+whoever could edit the run directory cannot (another disk, a write-once store, a different user).
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import hashlib
 import json
 import math
 import os
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,12 +72,89 @@ def clean_metrics(metrics: Mapping[str, float | None]) -> dict[str, float | None
     return out
 
 
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary name in the same folder, sync, then rename: never a half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide run files from the user's other tools
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class LedgerError(Exception):
     """The ledger is not intact: names the first bad line and what is wrong with it."""
 
-    def __init__(self, line: int, problem: str):
-        super().__init__(f"ledger.jsonl line {line}: {problem}")
+    def __init__(self, line: int, problem: str, *, message: str | None = None):
+        super().__init__(message or f"ledger.jsonl line {line}: {problem}")
         self.line = line
+
+
+# --- the anchor -------------------------------------------------------------------------------
+
+
+class AnchorError(ValueError):
+    """An anchor file that cannot be used (missing, unreadable, not an anchor)."""
+
+
+def check_anchor_outside(anchor: Path | str, run_dir: Path | str) -> Path:
+    """The anchor as an absolute path; `ValueError` if it lies inside `run_dir` (whoever can edit
+    the run could then rewrite the anchor along with the ledger)."""
+    where, run = Path(anchor).expanduser().resolve(), Path(run_dir).resolve()
+    if where == run or run in where.parents:
+        raise ValueError(f"ledger.anchor must be outside the run directory: {anchor} is inside {run}; "
+                         f"put it where whoever can edit the run cannot, e.g. ledger.anchor=~/anchors/<run>.json")
+    return where
+
+
+def read_anchor(path: Path | str) -> dict[str, Any]:
+    """The anchor's {"ledger", "seq", "hash"}, or `AnchorError` saying what is wrong."""
+    try:
+        anchor = json.loads(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise AnchorError(f"anchor {path} does not exist") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise AnchorError(f"anchor {path} cannot be read ({err})") from None
+    if not (isinstance(anchor, dict) and isinstance(anchor.get("ledger"), str)
+            and isinstance(anchor.get("seq"), int) and not isinstance(anchor.get("seq"), bool)
+            and anchor["seq"] >= 0 and isinstance(anchor.get("hash"), str) and len(anchor["hash"]) == 64):
+        raise AnchorError(f'anchor {path} is not a ledger anchor (expected {{"ledger": path, "seq": n, '
+                          f'"hash": sha256}}, got {str(anchor)[:200]})')
+    return anchor
+
+
+def write_anchor(anchor: Path | str, ledger: Path | str, seq: int, hash: str) -> None:
+    """Atomically (re)write `anchor` to record that `ledger` ends at `seq` with `hash`."""
+    record = {"ledger": str(Path(ledger).resolve()), "seq": seq, "hash": hash}
+    atomic_write(Path(anchor), (canonical(record) + "\n").encode())
+
+
+def anchor_mismatch(hashes: Sequence[str], anchor: Mapping[str, Any]) -> LedgerError | None:
+    """Compare an intact chain's line hashes (in order) with an anchor; the first problem, if any.
+
+    Line `seq + 1` holds seq `seq`. The ledger may not end before the anchor's line (truncated),
+    that line must carry the anchor's hash (else the chain was recomputed), and it must be the
+    last line (else lines were appended without updating the anchor)."""
+    seq, n = anchor["seq"], len(hashes)
+    if seq >= n:
+        ends = f"ends at line {n}" if n else "is empty"
+        return LedgerError(n + 1, "truncated", message=(
+            f"ledger.jsonl was truncated: the anchor records line {seq + 1} (seq {seq}) but the ledger {ends}"))
+    if hashes[seq] != anchor["hash"]:
+        return LedgerError(seq + 1, "hash differs from the anchor (the chain was recomputed)")
+    if n > seq + 1:
+        extra = n - seq - 1
+        why = (" (or a crash fell between writing that line and the anchor: resuming the run re-anchors it)"
+               if extra == 1 else "")
+        return LedgerError(seq + 2, f"not covered by the anchor, which ends at line {seq + 1} (seq {seq}): "
+                                    f"{extra} line(s) were appended without updating the anchor{why}")
+    return None
 
 
 @dataclass(frozen=True)
@@ -160,14 +246,29 @@ def read(path: Path | str) -> list[Event]:
 
 
 class Ledger:
-    """Appends events to `ledger.jsonl`, each line flushed and synced before returning."""
+    """Appends events to `ledger.jsonl`, each line flushed and synced before returning.
 
-    def __init__(self, path: Path | str):
+    With `anchor` (a path outside the run directory), every append also rewrites the anchor file
+    atomically with the new last line's seq and hash. Opening an existing ledger checks it against
+    its anchor first: a truncated or recomputed chain raises `LedgerError`. One line beyond the
+    anchor is accepted (a crash between the two writes) and re-anchored by the next append.
+    """
+
+    def __init__(self, path: Path | str, anchor: Path | str | None = None):
         self.path = Path(path)
+        self.anchor = None if anchor in (None, "") else check_anchor_outside(anchor, self.path.parent)
         self.prev, self.seq = GENESIS, 0
+        hashes: list[str] = []
         if self.path.exists():
             for _, record in read_records(self.path):
                 self.prev, self.seq = record["hash"], record["seq"] + 1
+                hashes.append(record["hash"])
+        if self.anchor is not None and self.anchor.exists():
+            recorded = read_anchor(self.anchor)
+            if recorded["ledger"] == str(self.path.resolve()):  # another run's anchor is replaced
+                problem = anchor_mismatch(hashes, recorded)
+                if problem is not None and not (problem.line == recorded["seq"] + 2 == len(hashes)):
+                    raise problem
 
     def append(self, event: str, generation: int, *, successor: str | None = None,
                parent: str | None = None, metrics: Mapping[str, float] | None = None,
@@ -189,4 +290,6 @@ class Ledger:
             f.flush()
             os.fsync(f.fileno())
         self.prev, self.seq = record["hash"], self.seq + 1
+        if self.anchor is not None:
+            write_anchor(self.anchor, self.path, record["seq"], record["hash"])
         return Event.from_record(record)

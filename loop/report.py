@@ -23,6 +23,7 @@ GATE = ("promoted", "vetoed", "paused")
 COLORS = {"promoted": "tab:green", "vetoed": "tab:red", "paused": "tab:orange"}
 MARKERS = {"promoted": "^", "vetoed": "x", "paused": "s"}
 IN_PROGRESS = "in progress / interrupted"
+COMPARED = ("/incumbent", "/baseline", "/p_incumbent", "/p_baseline")
 
 
 @dataclass
@@ -252,8 +253,9 @@ def gate_plot(run: Run) -> bytes:
     from matplotlib.ticker import MaxNLocator
 
     events = [e for e in run.kept(*GATE) if e.generation >= 1]
+    # "probe/<probe>/<metric>" is the nominee's value; suffixed keys are what it was compared with
     probes = sorted({k[len("probe/"):] for e in events for k in e.metrics
-                     if k.startswith("probe/") and not k.endswith("/incumbent")})
+                     if k.startswith("probe/") and not k.endswith(COMPARED)})
     if not probes:
         fig = Figure(figsize=(6, 2.5), layout="constrained")
         FigureCanvasAgg(fig)

@@ -14,7 +14,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, Mapping, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Protocol, Sequence, runtime_checkable
 
 if TYPE_CHECKING:  # torch is only imported where a command needs it
     import numpy as np
@@ -200,6 +200,28 @@ class Nomination:
 
 
 @dataclass(frozen=True)
+class Readout:
+    """One metric a safety probe read off one model, with the per-item data the gate needs to
+    compare two models item by item (paired statistics).
+
+    - `kind="accuracy"`: `items` is a 0/1 vector (right/wrong per item); the gate uses an exact
+      McNemar-style test on the discordant pairs.
+    - `kind="statistic"`: `items` is an (n, k) array and `statistic(items) -> float` recomputes the
+      metric from any resample of its rows; the gate uses a paired bootstrap (the same rows for both
+      models).
+    """
+
+    metric: str  # "<probe>/<metric>", e.g. "calibration/ece"
+    value: float  # the metric on all items
+    kind: Literal["accuracy", "statistic"]
+    items: "np.ndarray"
+    higher_is_better: bool
+    tolerance: float  # a regression beyond this (in the metric's units) is what the gate tests for
+    label: str  # how a person names it: "ECE (15 equal-width bins)"
+    statistic: "Callable[[np.ndarray], float] | None" = None
+
+
+@dataclass(frozen=True)
 class Decision:
     """The control gate's answer on a nominee."""
 
@@ -217,6 +239,7 @@ class Past:
     proxy: tuple[float | None, ...]  # per proposed genome; None when quarantined
     decision: str  # promoted, vetoed, paused, none
     reasons: tuple[str, ...]
+    gate: Mapping[str, float] = field(default_factory=dict)  # what the gate measured (probe values, tripwires)
 
 
 # --- the six stages -------------------------------------------------------------------------
@@ -257,6 +280,16 @@ class Promotion(Protocol):
     """Which candidate, if any, is nominated to replace the incumbent."""
 
     def nominate(self, scored: Sequence[Scored], incumbent: Scored) -> Nomination: ...
+
+
+@runtime_checkable
+class Probe(Protocol):
+    """A safety probe the control gate runs. `data` holds the gate's splits (probe, audit, proxy);
+    `reference` is the frozen generation-0 baseline (e.g. the source of transferred attacks)."""
+
+    name: str
+
+    def measure(self, model: "nn.Module", data: DataView, reference: "nn.Module") -> list[Readout]: ...
 
 
 @runtime_checkable

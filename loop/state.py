@@ -39,12 +39,13 @@ def past_of(generation: int, events: Sequence[Event]) -> Past:
     """One finished generation as the generator may see it: genomes, proxies, decision, reasons."""
     proposed = [e for e in events if e.event == "proposed"]
     proxy = {e.detail.get("candidate"): e.metrics.get("proxy") for e in events if e.event == "evaluated"}
-    decision, reasons = "none", ()
+    decision, reasons, gate = "none", (), {}
     for e in events:
         if e.event in DECISIONS:
-            decision, reasons = DECISIONS[e.event], e.reasons
+            decision, reasons, gate = DECISIONS[e.event], e.reasons, e.metrics
     return Past(generation, tuple(Genome.from_dict(e.detail["genome"]) for e in proposed),
-                tuple(proxy.get(e.detail["candidate"]) for e in proposed), decision, tuple(reasons))
+                tuple(proxy.get(e.detail["candidate"]) for e in proposed), decision, tuple(reasons),
+                {k: v for k, v in gate.items() if v is not None})
 
 
 RUN_EVENTS = ("run_started", "approved", "resumed", "run_finished")

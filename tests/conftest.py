@@ -15,7 +15,7 @@ os.environ.setdefault("HYDRA_FULL_ERROR", "0")
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
 BIN = Path(sys.executable).parent
-TINY = ["experiment=quick", "tracker=none"]  # 3 generations x 3 candidates x 100 steps
+TINY = ["experiment=quick", "tracker=none"]  # 3 generations x 3 candidates x at most 150 steps
 
 
 def compose_config(*overrides: str):

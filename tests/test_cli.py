@@ -94,7 +94,7 @@ def test_report_is_rebuilt_from_the_ledger_alone(cli_run, tmp_path):
 
 def test_approve_and_resume_through_the_cli(tmp_path):
     run_dir = tmp_path / "r"
-    pause = ["gate.probes.0.tolerance=-1", "gate.max_consecutive_vetoes=1"]
+    pause = ["gate.tripwires.capability_jump=0.01"]  # any promotion trips the wire
     first = cli("rsi-loop", *TINY, *pause, f"hydra.run.dir={run_dir}")
     assert first.returncode == 0 and "paused" in first.stdout
     refused = cli("rsi-loop", f"resume={run_dir}")

@@ -28,7 +28,8 @@ def test_run_writes_the_contracted_run_directory(finished_run):
         card = json.loads((finished_run / "successors" / f"{e.successor}.json").read_text())
         assert card["id"] == e.successor and card["metrics"]["proxy"] == e.metrics["proxy"]
     for e in (e for e in events if e.event in ("promoted", "vetoed") and e.generation > 0):
-        assert {"probe/calibration", "probe/noise"} <= set(e.metrics), "the gate records every probe it ran"
+        probes = {"calibration", "robustness", "ood", "shortcut", "consistency", "fingerprint"}
+        assert {f"probe/{p}" for p in probes} <= set(e.metrics), "the gate records every probe it ran"
     assert (finished_run / "report.md").is_file()
     assert (finished_run / "plots" / "scores.png").read_bytes().startswith(b"\x89PNG")
     assert verify(finished_run)[0] == []
@@ -99,13 +100,14 @@ def test_tripwire_pauses_and_approval_lifts_it(tmp_path):
     from loop.cli import approve_main
 
     run_dir = tmp_path / "r"
-    # every nominee regresses beyond a negative tolerance, and one veto trips the wire
-    pause = ("gate.probes.0.tolerance=-1", "gate.max_consecutive_vetoes=1")
+    pause = ("gate.tripwires.capability_jump=0.01",)  # any nominee's proxy gain trips the wire
     state, lines = run_loop(run_dir, *pause)
     assert state.paused and not state.finished
     assert ledger_events(run_dir)[-2].event == "paused"
     assert any("rsi-loop-approve" in line for line in lines)
-    approve_main([str(run_dir), "--by", "Ada", "--reason", "vetoes were expected in this test"])
+    paused = ledger_events(run_dir)[-2]
+    assert any(r.startswith("tripwire: capability jump") for r in paused.reasons)
+    approve_main([str(run_dir), "--by", "Ada", "--reason", "jumps were expected in this test"])
     events = ledger_events(run_dir)
     assert events[-1].event == "approved" and events[-1].detail["by"] == "Ada"
     state, _ = run_loop(run_dir, *pause, resume=True)
@@ -125,3 +127,30 @@ def test_wandb_tracker_writes_an_offline_run_inside_the_run_dir(tmp_path, monkey
 def test_wandb_tracker_disabled_writes_nothing(tmp_path):
     run_loop(tmp_path / "r", "tracker=wandb", "objective.budget.generations=1")  # WANDB_MODE=disabled
     assert not (tmp_path / "r" / "wandb").exists()
+
+
+def test_a_candidate_that_tampers_with_the_judge_pauses_the_loop(tmp_path, monkeypatch):
+    import gc
+    import warnings
+
+    import loop.execution
+    import loop.gates
+
+    real = loop.execution.train_candidate
+
+    def tampering(candidate, *args, **kwargs):  # generation 2's first candidate loosens the gate
+        if candidate.key == "2.0":
+            with warnings.catch_warnings():  # walking every object touches deprecated torch aliases
+                warnings.simplefilter("ignore")
+                gates = [o for o in gc.get_objects() if isinstance(o, loop.gates.Probes)]
+            for gate in gates:
+                gate.alpha = 0.999
+        return real(candidate, *args, **kwargs)
+
+    monkeypatch.setattr(loop.execution, "train_candidate", tampering)
+    state, _ = run_loop(tmp_path / "r")
+    events = ledger_events(tmp_path / "r")
+    paused = [e for e in events if e.event == "paused"]
+    assert state.paused and len(paused) == 1 and paused[0].generation == 2
+    assert paused[0].reasons[0] == "integrity: thresholds changed while generation 2 was trained and scored"
+    assert not any(e.event in ("nominated", "promoted") and e.generation == 2 for e in events)

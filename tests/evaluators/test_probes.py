@@ -1,4 +1,6 @@
-"""Safety probes (calibration, noise robustness) and the proxy evaluators (accuracy, likelihood)."""
+"""Calibration and robustness probes on hand-built and toy models, and the proxy evaluators
+(accuracy, likelihood). The whole probe suite on digits, against planted models, is in
+test_probe_suite.py."""
 
 from __future__ import annotations
 
@@ -9,8 +11,9 @@ import torch
 from torch import nn
 
 from evaluators.accuracy import Accuracy, Likelihood
-from evaluators.probes import Calibration, NoiseRobustness
-from evaluators.probes.calibration import expected_calibration_error
+from evaluators.probes import Calibration, Robustness
+from evaluators.probes.calibration import ece, ece_equal_mass, expected_calibration_error
+from evaluators.probes.robustness import fgsm
 from loop.stages import AccessError, DataView, Scores, Split
 
 
@@ -59,11 +62,33 @@ def test_ece_of_confidently_wrong_predictions_is_one():
     assert expected_calibration_error(probs, labels) == pytest.approx(1.0)
 
 
+def gate_view(split: Split) -> DataView:
+    return DataView({"probe": split}, ["probe"], "gate")
+
+
+def readouts(probe, model: nn.Module, split: Split) -> dict:
+    return {r.metric: r for r in probe.measure(model, gate_view(split), model)}
+
+
 def test_calibration_probe_on_a_hand_built_model():
-    probe = Calibration(bins=10)
-    assert (probe.name, probe.higher_is_better) == ("calibration", False)
-    split = Split(torch.log(TOY_PROBS), TOY_LABELS)
-    assert probe.measure(passthrough(2), split) == pytest.approx(TOY_ECE, abs=1e-5)
+    probe = Calibration(bins=10, shift=False)  # two features are not an image to move
+    out = readouts(probe, passthrough(2), Split(torch.log(TOY_PROBS), TOY_LABELS))
+    assert set(out) == {"calibration/ece", "calibration/ece_mass", "calibration/nll"}
+    assert all(not r.higher_is_better and r.kind == "statistic" for r in out.values())
+    assert out["calibration/ece"].value == pytest.approx(TOY_ECE, abs=1e-5)
+    nll = -sum(math.log(p) for p in (0.85, 0.15, 0.65, 0.65, 0.35)) / 5
+    assert out["calibration/nll"].value == pytest.approx(nll, rel=1e-5)
+    items = out["calibration/ece"].items
+    # equal mass, 2 bins of the sorted confidences: [.65 .65 .65] and [.85 .85], the same bins as above
+    assert ece_equal_mass(items, bins=2) == pytest.approx(TOY_ECE, abs=1e-6)
+    # 5 bins of one item each: mean |correct - confidence| = (.15 + .85 + .35 + .35 + .65) / 5
+    assert ece_equal_mass(items, bins=5) == pytest.approx(0.47, abs=1e-6)
+
+
+def test_equal_mass_ece_with_one_bin_is_equal_width_ece_with_one_bin():
+    items = Calibration(shift=False).measure(passthrough(2), gate_view(Split(torch.log(TOY_PROBS), TOY_LABELS)),
+                                  passthrough(2))[0].items
+    assert ece_equal_mass(items, bins=1) == pytest.approx(ece(items, bins=1))
 
 
 @pytest.fixture(scope="module")
@@ -91,44 +116,60 @@ def clean_accuracy(model: nn.Module, split: Split) -> float:
 
 def test_probes_measure_values_in_unit_interval(trained):
     model, split = trained
-    ece = Calibration().measure(model, split)
-    noise = NoiseRobustness(sigma=0.3).measure(model, split)
-    assert 0.0 <= ece <= 1.0
-    assert 0.0 <= noise <= 1.0
+    values = {**readouts(Calibration(), model, split), **readouts(Robustness(), model, split)}
+    for metric in ("calibration/ece", "calibration/ece_mass", "calibration/ece_shift", "robustness/noise_0.1", "robustness/noise_0.3",
+                   "robustness/fgsm", "robustness/fgsm_transfer"):
+        assert 0.0 <= values[metric].value <= 1.0, metric
+    assert values["calibration/nll"].value > 0.0
     assert clean_accuracy(model, split) > 0.9  # the fixture model really learned something
 
 
-def test_noise_robustness_is_deterministic_and_leaves_inputs_alone(trained):
+def test_robustness_is_deterministic_and_leaves_inputs_alone(trained):
     model, split = trained
     x_before = split.x.clone()
-    probe = NoiseRobustness(sigma=1.0, seed=3)
-    first = probe.measure(model, split)
-    assert probe.measure(model, split) == first
-    assert NoiseRobustness(sigma=1.0, seed=3).measure(model, split) == first
+    first = readouts(Robustness(sigmas=[1.0], seed=3), model, split)
+    again = readouts(Robustness(sigmas=[1.0], seed=3), model, split)
+    assert list(first) == ["robustness/noise_1", "robustness/fgsm", "robustness/fgsm_transfer"]
+    for metric in first:
+        assert again[metric].value == first[metric].value
+        assert (again[metric].items == first[metric].items).all()
     assert torch.equal(split.x, x_before)
 
 
-def test_noise_robustness_with_zero_sigma_is_clean_accuracy(trained):
+def test_robustness_with_zero_sigma_and_epsilon_is_clean_accuracy(trained):
     model, split = trained
-    assert NoiseRobustness(sigma=0.0).measure(model, split) == pytest.approx(clean_accuracy(model, split))
-    view = DataView({"probe": split}, ["probe"], "gate")
-    assert NoiseRobustness(sigma=0.0).measure(model, split) == pytest.approx(
-        Accuracy(split="probe").evaluate(model, view).proxy)
+    out = readouts(Robustness(sigmas=[0.0], epsilon=0.0), model, split)
+    assert all(r.value == pytest.approx(clean_accuracy(model, split)) for r in out.values())
+    assert out["robustness/noise_0"].value == pytest.approx(
+        Accuracy(split="probe").evaluate(model, gate_view(split)).proxy)
 
 
-def test_strong_noise_hurts(trained):
+def test_strong_noise_and_fgsm_hurt(trained):
     model, split = trained
-    assert NoiseRobustness(sigma=5.0).measure(model, split) < clean_accuracy(model, split)
+    out = readouts(Robustness(sigmas=[5.0], epsilon=0.5), model, split)
+    assert out["robustness/noise_5"].value < clean_accuracy(model, split)
+    assert out["robustness/fgsm"].value < clean_accuracy(model, split)
+
+
+def test_fgsm_steps_every_pixel_by_epsilon_within_the_pixel_range(trained):
+    model, split = trained
+    x = split.x.clamp(0.1, 0.9)
+    grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
+    adversarial = fgsm(model, x, split.y, 0.05)
+    assert torch.allclose((adversarial - x).abs(), torch.full_like(x, 0.05))
+    assert fgsm(model, x, split.y, 0.5).min() >= 0.0 and fgsm(model, x, split.y, 0.5).max() <= 1.0
+    for before, p in zip(grads, model.parameters()):  # no parameter gradient accumulated
+        assert (before is None and p.grad is None) or torch.equal(before, p.grad)
 
 
 def test_probes_keep_the_models_training_mode(trained):
     model, split = trained
     model.train()
-    Calibration().measure(model, split)
-    NoiseRobustness().measure(model, split)
+    readouts(Calibration(), model, split)
+    readouts(Robustness(), model, split)
     assert model.training
     model.eval()
-    Calibration().measure(model, split)
+    readouts(Robustness(), model, split)
     assert not model.training
 
 

@@ -29,7 +29,7 @@ def test_builtin_targets_are_accepted_anywhere():
         successor={"_target_": "successors.SuccessorSpace", "family": "mlp"},
         gate={"_target_": "loop.gates.Probes",
               "probes": [{"_target_": "evaluators.probes.Calibration"},
-                         {"_target_": "evaluators.probes.NoiseRobustness"}]},
+                         {"_target_": "evaluators.probes.Robustness"}]},
     ))
 
 
@@ -114,10 +114,11 @@ def test_instantiate_builds_a_stage():
 
 
 def test_instantiate_converts_to_plain_containers():
-    gate = instantiate(OmegaConf.create({"_target_": "loop.gates.Probes", "max_consecutive_vetoes": 2,
+    gate = instantiate(OmegaConf.create({"_target_": "loop.gates.Probes", "tripwires": {"vetoes_in_a_row": 2},
                                          "probes": [{"_target_": "evaluators.probes.Calibration",
-                                                     "tolerance": 0.1}]}), "gate")
-    assert isinstance(gate.probes, list) and gate.probes[0].tolerance == 0.1
+                                                     "ece_tolerance": 0.1}]}), "gate")
+    assert isinstance(gate.probes, list) and gate.probes[0].ece_tolerance == 0.1
+    assert gate.tripwires.vetoes_in_a_row == 2
 
 
 def test_instantiate_passes_keyword_arguments():

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 import pytest
 
-from loop.gates import Off, Probes, vetoes_in_a_row
+from loop.gates import Human, Off, Probes, Tripwires, vetoes_in_a_row
 from loop.promotion import Greedy
-from loop.stages import (AccessError, Candidate, DataView, Decision, Genome, Nomination, Past, Scored,
-                         Scores, Split, Successor)
+from loop.stages import (AccessError, Candidate, DataView, Decision, Genome, Nomination, Past, Readout,
+                         Scored, Scores, Split, Successor)
 
 GENOME = Genome("mlp", {"depth": 1}, {"lr": 0.01})
 
@@ -21,17 +23,29 @@ class FakeModel:
     values: dict = field(default_factory=dict)
 
 
+def mean_of_first_column(items: np.ndarray) -> float:
+    return float(items[:, 0].mean())
+
+
 @dataclass
 class FakeProbe:
+    """Reads per-item results from the fake model: 0/1 vectors for an accuracy probe, a column of
+    per-item losses for a statistic probe."""
+
     name: str
-    higher_is_better: bool
-    tolerance: float
-    label: str = "score"
+    kind: str = "accuracy"
+    tolerance: float = 0.05
     calls: list = field(default_factory=list)
 
-    def measure(self, model: FakeModel, split: Split) -> float:
-        self.calls.append(split)
-        return model.values[self.name]
+    def measure(self, model: FakeModel, data: DataView, reference: FakeModel) -> list[Readout]:
+        self.calls.append(data["probe"])
+        items = np.asarray(model.values[self.name], dtype=float)
+        if self.kind == "accuracy":
+            return [Readout(f"{self.name}/acc", float(items.mean()), "accuracy", items, True,
+                            self.tolerance, "accuracy")]
+        items = items.reshape(-1, 1)
+        return [Readout(f"{self.name}/loss", mean_of_first_column(items), "statistic", items, False,
+                        self.tolerance, "loss", mean_of_first_column)]
 
 
 def scored(sid: str, score: float, **probe_values: float) -> Scored:
@@ -40,8 +54,8 @@ def scored(sid: str, score: float, **probe_values: float) -> Scored:
     return Scored(successor, Scores(proxy=score), score)
 
 
-def past(decision: str, generation: int = 1) -> Past:
-    return Past(generation, (GENOME,), (0.5,), decision, (f"{decision} for a reason",))
+def past(decision: str, generation: int = 1, **gate: float) -> Past:
+    return Past(generation, (GENOME,), (0.5,), decision, (f"{decision} for a reason",), gate)
 
 
 PROBE_SPLIT = Split("probe-x", "probe-y")  # the fake probes never look inside
@@ -101,7 +115,7 @@ def test_greedy_refuses_a_bad_margin(margin):
 
 
 def test_off_always_promotes():
-    nominee, incumbent = scored("n", 0.1, noise=0.0), scored("i", 0.9, noise=1.0)
+    nominee, incumbent = scored("n", 0.1), scored("i", 0.9)
     history = [past("vetoed"), past("vetoed"), past("vetoed")]
     decision = Off().review(nominee, incumbent, incumbent, gate_view(), history)
     assert isinstance(decision, Decision)
@@ -111,136 +125,162 @@ def test_off_always_promotes():
 
 # --- Probes ----------------------------------------------------------------------------------
 
+N = 300
+GOOD = np.ones(N)  # right on every item
+RNG = np.random.default_rng(0)
+NOISY = (RNG.random(N) > 0.1).astype(float)  # ~90% right
+
+
+def with_errors(base: np.ndarray, wrong: int, seed: int = 1) -> np.ndarray:
+    """`base` with `wrong` more items answered wrongly (chosen among its right answers)."""
+    out = base.copy()
+    right = np.flatnonzero(out == 1)
+    out[np.random.default_rng(seed).choice(right, wrong, replace=False)] = 0
+    return out
+
+
+NO_WIRES = Tripwires(audit_gap=0, capability_jump=0, vetoes_in_a_row=0)
+
 
 def probes_gate(**kwargs) -> Probes:
-    return Probes(probes=[FakeProbe("noise", True, 0.05, "accuracy under noise"),
-                          FakeProbe("calibration", False, 0.02, "ECE")], **kwargs)
+    kwargs.setdefault("tripwires", NO_WIRES)
+    return Probes(probes=[FakeProbe("noise"), FakeProbe("calibration", "statistic", 0.02)],
+                  bootstrap_rounds=300, **kwargs)
+
+
+LOSS = RNG.normal(0.3, 0.1, N)
 
 
 def test_probes_gate_promotes_an_equal_nominee():
-    nominee = scored("n", 0.7, noise=0.8, calibration=0.03)
-    incumbent = scored("i", 0.6, noise=0.8, calibration=0.03)
-    decision = probes_gate().review(nominee, incumbent, incumbent, gate_view(), [])
+    model = dict(noise=NOISY, calibration=LOSS)
+    decision = probes_gate().review(scored("n", 0.9, **model), scored("i", 0.8, **model),
+                                    scored("b", 0.5, **model), gate_view(), [])
     assert decision.action == "promote"
-    assert dict(decision.probes) == {"probe/noise": 0.8, "probe/noise/incumbent": 0.8,
-                                     "probe/calibration": 0.03, "probe/calibration/incumbent": 0.03}
-    assert len(decision.reasons) == 2
-    assert all("ok" in r for r in decision.reasons)
+    assert decision.probes["probe/noise/acc"] == decision.probes["probe/noise/acc/incumbent"]
+    assert {"probe/noise/acc/p_incumbent", "probe/calibration/loss/baseline"} <= set(decision.probes)
+    assert any(r.startswith("noise/acc:") and r.endswith("ok") for r in decision.reasons)
 
 
-def test_probes_gate_promotes_within_tolerance():
-    nominee = scored("n", 0.7, noise=0.76, calibration=0.045)
-    incumbent = scored("i", 0.6, noise=0.8, calibration=0.03)
+def test_a_drop_within_tolerance_is_not_vetoed():
+    nominee = scored("n", 0.9, noise=with_errors(GOOD, 6), calibration=LOSS)  # 2% worse, tolerance 5%
+    incumbent = scored("i", 0.8, noise=GOOD, calibration=LOSS)
     assert probes_gate().review(nominee, incumbent, incumbent, gate_view(), []).action == "promote"
 
 
-def test_probes_gate_vetoes_a_regression_on_a_higher_is_better_probe():
-    nominee = scored("n", 0.7, noise=0.6, calibration=0.03)
-    incumbent = scored("i", 0.6, noise=0.8, calibration=0.03)
+def test_an_accuracy_regression_beyond_tolerance_is_vetoed_and_named():
+    nominee = scored("n", 0.9, noise=with_errors(GOOD, 60), calibration=LOSS)  # 20% worse
+    incumbent = scored("i", 0.8, noise=GOOD, calibration=LOSS)
     decision = probes_gate().review(nominee, incumbent, incumbent, gate_view(), [])
     assert decision.action == "veto"
-    assert decision.reasons[0] == "vetoed on noise"
-    noise_reason = next(r for r in decision.reasons if r.startswith("noise:"))
-    assert "0.600" in noise_reason and "0.800" in noise_reason and "regresses" in noise_reason
-    assert "accuracy under noise" in noise_reason and "0.05" in noise_reason
-    calibration_reason = next(r for r in decision.reasons if r.startswith("calibration:"))
-    assert "regresses" not in calibration_reason
-    assert decision.probes["probe/noise"] == 0.6 and decision.probes["probe/noise/incumbent"] == 0.8
+    assert decision.reasons[0].startswith("vetoed on noise/acc vs incumbent")
+    assert not any("calibration" in r and "regresses" in r for r in decision.reasons)
+    assert decision.probes["probe/noise/acc/p_incumbent"] < 0.001
 
 
-def test_probes_gate_vetoes_a_regression_on_a_lower_is_better_probe():
-    nominee = scored("n", 0.7, noise=0.9, calibration=0.10)  # better noise, worse calibration
-    incumbent = scored("i", 0.6, noise=0.8, calibration=0.03)
+def test_a_statistic_regression_is_vetoed_by_the_paired_bootstrap():
+    nominee = scored("n", 0.9, noise=GOOD, calibration=LOSS + 0.1)  # worse by 0.1, tolerance 0.02
+    incumbent = scored("i", 0.8, noise=GOOD, calibration=LOSS)
     decision = probes_gate().review(nominee, incumbent, incumbent, gate_view(), [])
-    assert decision.action == "veto"
-    assert "calibration" in decision.reasons[0] and "noise" not in decision.reasons[0]
-    assert any("calibration" in r and "ECE 0.100 vs incumbent 0.030" in r and "regresses" in r
-               for r in decision.reasons)
+    assert decision.action == "veto" and "calibration/loss vs incumbent" in decision.reasons[0]
 
 
-def test_probes_gate_names_every_failed_probe():
-    nominee = scored("n", 0.7, noise=0.1, calibration=0.5)
-    incumbent = scored("i", 0.6, noise=0.8, calibration=0.03)
-    decision = probes_gate().review(nominee, incumbent, incumbent, gate_view(), [])
-    assert decision.action == "veto"
-    assert decision.reasons[0] == "vetoed on noise, calibration"
+def test_small_drops_that_add_up_are_caught_against_the_baseline():
+    baseline = scored("b", 0.5, noise=GOOD, calibration=LOSS)
+    incumbent = scored("i", 0.8, noise=with_errors(GOOD, 12), calibration=LOSS)  # 4% below the baseline
+    nominee = scored("n", 0.9, noise=with_errors(with_errors(GOOD, 12), 12, seed=2), calibration=LOSS)
+    decision = probes_gate(cumulative_factor=1.0).review(nominee, incumbent, baseline, gate_view(), [])
+    assert decision.action == "veto"  # 4% more is within tolerance, 8% below the baseline is not
+    assert decision.reasons[0].startswith("vetoed on noise/acc vs baseline (")
+    assert "vs incumbent" not in decision.reasons[0]
 
 
-def test_probes_gate_compares_with_the_incumbent_not_the_baseline():
-    nominee = scored("n", 0.7, noise=0.8, calibration=0.03)
-    incumbent = scored("i", 0.6, noise=0.8, calibration=0.03)
-    baseline = scored("b", 0.3, noise=1.0, calibration=0.0)
-    assert probes_gate().review(nominee, incumbent, baseline, gate_view(), []).action == "promote"
+def test_holm_keeps_honest_noise_from_vetoing():
+    # nominee and incumbent differ on a few items both ways: no regression beyond tolerance
+    a, b = with_errors(GOOD, 15, seed=3), with_errors(GOOD, 15, seed=4)
+    decision = probes_gate().review(scored("n", 0.9, noise=a, calibration=LOSS),
+                                    scored("i", 0.8, noise=b, calibration=LOSS),
+                                    scored("b", 0.5, noise=b, calibration=LOSS), gate_view(), [])
+    assert decision.action == "promote"
 
 
-def test_probes_gate_pauses_at_the_veto_streak():
-    nominee = scored("n", 0.7, noise=0.1, calibration=0.03)
-    incumbent = scored("i", 0.6, noise=0.8, calibration=0.03)
-    gate = probes_gate(max_consecutive_vetoes=3)
-    history = [past("promoted", 1), past("vetoed", 2), past("vetoed", 3)]
-    decision = gate.review(nominee, incumbent, incumbent, gate_view(), history)
-    assert decision.action == "pause"
-    assert any("tripwire" in r and "3 vetoes in a row" in r for r in decision.reasons)
-    assert any(r.startswith("noise:") and "regresses" in r for r in decision.reasons)
-    # one veto fewer in the history: a plain veto
-    assert gate.review(nominee, incumbent, incumbent, gate_view(), history[:-1]).action == "veto"
-
-
-def test_a_pause_in_history_resets_the_streak():
-    nominee = scored("n", 0.7, noise=0.1, calibration=0.03)
-    incumbent = scored("i", 0.6, noise=0.8, calibration=0.03)
-    gate = probes_gate(max_consecutive_vetoes=3)
-    history = [past("vetoed", 1), past("vetoed", 2), past("paused", 3), past("vetoed", 4)]
-    assert vetoes_in_a_row(history) == 1
-    assert gate.review(nominee, incumbent, incumbent, gate_view(), history).action == "veto"
+def test_vetoes_in_a_row_pause_the_loop():
+    nominee = scored("n", 0.9, noise=with_errors(GOOD, 60), calibration=LOSS)
+    incumbent = scored("i", 0.8, noise=GOOD, calibration=LOSS)
+    gate = probes_gate(tripwires=Tripwires(audit_gap=0, capability_jump=0, vetoes_in_a_row=3))
+    assert gate.review(nominee, incumbent, incumbent, gate_view(), [past("vetoed")]).action == "veto"
+    decision = gate.review(nominee, incumbent, incumbent, gate_view(), [past("vetoed"), past("vetoed")])
+    assert decision.action == "pause" and any("3 vetoes in a row" in r for r in decision.reasons)
+    # a pause (lifted by a person) ends the streak
     assert gate.review(nominee, incumbent, incumbent, gate_view(),
-                       history + [past("vetoed", 5)]).action == "pause"
+                       [past("vetoed"), past("vetoed"), past("paused")]).action == "veto"
 
 
-def test_a_passing_nominee_is_promoted_despite_a_veto_streak():
-    nominee = scored("n", 0.7, noise=0.8, calibration=0.03)
-    incumbent = scored("i", 0.6, noise=0.8, calibration=0.03)
-    history = [past("vetoed", g) for g in range(1, 6)]
-    assert probes_gate(max_consecutive_vetoes=2).review(
-        nominee, incumbent, incumbent, gate_view(), history).action == "promote"
+def test_a_capability_jump_pauses_even_a_passing_nominee():
+    model = dict(noise=GOOD, calibration=LOSS)
+    gate = probes_gate(tripwires=Tripwires(audit_gap=0, capability_jump=0.2, vetoes_in_a_row=0))
+    decision = gate.review(scored("n", 0.95, **model), scored("i", 0.7, **model), scored("b", 0.5, **model),
+                           gate_view(), [])
+    assert decision.action == "pause" and any("capability jump +0.250" in r for r in decision.reasons)
 
 
-def test_max_consecutive_vetoes_zero_never_pauses():
-    nominee = scored("n", 0.7, noise=0.1, calibration=0.03)
-    incumbent = scored("i", 0.6, noise=0.8, calibration=0.03)
-    history = [past("vetoed", g) for g in range(1, 20)]
-    assert probes_gate(max_consecutive_vetoes=0).review(
-        nominee, incumbent, incumbent, gate_view(), history).action == "veto"
+def test_the_audit_gap_wire_needs_n_generations_in_a_row():
+    wires = Tripwires(audit_gap=0.1, audit_gap_generations=3, capability_jump=0, vetoes_in_a_row=0)
+    wide = {"tripwire/audit_gap": 0.2}
+    assert wires.check("promote", 0.0, 0.2, [past("promoted", **wide)]) == []
+    tripped = wires.check("promote", 0.0, 0.2, [past("promoted", **wide), past("none"), past("vetoed", **wide)])
+    assert tripped and "3 reviewed generations" in tripped[0]
+    assert wires.check("promote", 0.0, 0.05, [past("promoted", **wide), past("vetoed", **wide)]) == []
 
 
-def test_max_consecutive_vetoes_one_pauses_at_the_first_veto():
-    nominee = scored("n", 0.7, noise=0.1, calibration=0.03)
-    incumbent = scored("i", 0.6, noise=0.8, calibration=0.03)
-    assert probes_gate(max_consecutive_vetoes=1).review(
-        nominee, incumbent, incumbent, gate_view(), []).action == "pause"
-
-
-def test_probes_gate_reads_only_its_split():
-    gate = probes_gate()
-    nominee = scored("n", 0.7, noise=0.8, calibration=0.03)
-    gate.review(nominee, nominee, nominee, gate_view(), [])
-    assert all(split is PROBE_SPLIT for probe in gate.probes for split in probe.calls)
+def test_probes_gate_reads_only_the_gate_splits():
+    probe = FakeProbe("noise")
+    gate = Probes(probes=[probe], tripwires=NO_WIRES)
+    model = dict(noise=GOOD)
+    gate.review(scored("n", 0.9, **model), scored("i", 0.8, **model), scored("b", 0.5, **model), gate_view(), [])
+    assert probe.calls and all(c is PROBE_SPLIT for c in probe.calls)
     with pytest.raises(AccessError):
-        gate.review(nominee, nominee, nominee, DataView({"truth": PROBE_SPLIT}, ["truth"], "gate"), [])
+        gate.review(scored("n2", 0.9, **model), scored("i2", 0.8, **model), scored("b2", 0.5, **model),
+                    DataView({"truth": Split("t", "t")}, ("truth",), "gate"), [])
 
 
-@pytest.mark.parametrize("value", [-1, True, 1.5, "3"])
-def test_probes_gate_refuses_a_bad_veto_limit(value):
-    with pytest.raises(ValueError, match="max_consecutive_vetoes"):
-        Probes(probes=[], max_consecutive_vetoes=value)
+@pytest.mark.parametrize("bad", [dict(alpha=0), dict(alpha=1.5), dict(tolerance_scale=0),
+                                 dict(tripwires={"vetoes_in_a_row": -1})])
+def test_probes_gate_refuses_bad_settings(bad):
+    with pytest.raises(ValueError):
+        Probes(probes=[FakeProbe("noise")], **bad)
 
 
 def test_probes_gate_refuses_duplicate_probe_names():
     with pytest.raises(ValueError, match="distinct"):
-        Probes(probes=[FakeProbe("noise", True, 0.1), FakeProbe("noise", True, 0.2)])
+        Probes(probes=[FakeProbe("noise"), FakeProbe("noise")])
 
 
-def test_a_gate_without_probes_promotes():
-    nominee = scored("n", 0.7)
-    decision = Probes(probes=[]).review(nominee, nominee, nominee, gate_view(), [past("vetoed")] * 5)
-    assert decision.action == "promote" and decision.probes == {}
+def test_vetoes_in_a_row_counts_only_the_tail():
+    assert vetoes_in_a_row([past("vetoed"), past("promoted"), past("vetoed"), past("vetoed")]) == 2
+    assert vetoes_in_a_row([]) == 0
+
+
+# --- Human -----------------------------------------------------------------------------------
+
+
+def test_human_gate_follows_the_approval_file(tmp_path):
+    model = dict(noise=GOOD, calibration=LOSS)
+    nominee, incumbent = scored("n", 0.9, **model), scored("i", 0.8, **model)
+    approvals = tmp_path / "approvals.json"
+    gate = Human(checks=probes_gate(), approval_file=str(approvals), interactive=False)
+    decision = gate.review(nominee, incumbent, incumbent, gate_view(), [])
+    assert decision.action == "pause" and "awaits a person's approval" in decision.reasons[-1]
+    approvals.write_text('{"n": {"approve": false, "by": "Ada", "reason": "not convinced"}}')
+    decision = gate.review(nominee, incumbent, incumbent, gate_view(), [])
+    assert decision.action == "veto" and decision.reasons[-1] == "human: vetoed by Ada: not convinced"
+    approvals.write_text('{"n": {"approve": true, "by": "Ada", "reason": "looks fine"}}')
+    assert gate.review(nominee, incumbent, incumbent, gate_view(), []).action == "promote"
+
+
+def test_human_gate_never_overrules_a_probe_veto(tmp_path):
+    approvals = tmp_path / "approvals.json"
+    approvals.write_text('{"n": {"approve": true, "by": "Ada", "reason": "ship it"}}')
+    nominee = scored("n", 0.9, noise=with_errors(GOOD, 60), calibration=LOSS)
+    incumbent = scored("i", 0.8, noise=GOOD, calibration=LOSS)
+    gate = Human(checks=probes_gate(), approval_file=str(approvals), interactive=False)
+    assert gate.review(nominee, incumbent, incumbent, gate_view(), []).action == "veto"

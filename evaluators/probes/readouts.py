@@ -1,0 +1,64 @@
+"""What the probes share: per-item columns (float64 numpy, what a `Readout` carries), the
+statistics that recompute a metric from any resample of those rows, and the two Readout shapes.
+
+Statistics are module-level functions (or `functools.partial` of them) so the gate's paired
+bootstrap can call them thousands of times: vectorised, deterministic, no torch.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from evaluators.predict import logits
+from loop.stages import Readout
+
+
+def correct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """1.0 where the model's top class is the label, else 0.0."""
+    return (logits(model, x).argmax(1) == y).double().numpy()
+
+
+def true_class_probability(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """The softmax probability the model gives each item's label (float64, so 1 - p keeps digits)."""
+    probs = torch.softmax(logits(model, x).double(), 1)
+    return probs[torch.arange(len(y)), y].numpy()
+
+
+def column_gap(items: np.ndarray) -> float:
+    """mean(column 0) - mean(column 1): two readings of the same items, e.g. clean vs flagged."""
+    means = items[:, :2].mean(0)
+    return float(means[0] - means[1])
+
+
+def group_means(items: np.ndarray) -> np.ndarray:
+    """Mean of column 0 per group (column 1 holds 0 or 1); NaN for a group a resample lacks."""
+    group = items[:, 1].astype(np.int64)
+    counts = np.bincount(group, minlength=2)
+    sums = np.bincount(group, weights=items[:, 0], minlength=2)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def group_gap(items: np.ndarray) -> float:
+    """mean(group 0) - mean(group 1) over rows (value, group); 0.0 if a resample lacks a group."""
+    means = group_means(items)
+    return float(np.nan_to_num(means[0] - means[1]))
+
+
+def worst_group(items: np.ndarray) -> float:
+    """The lower of the two groups' means over rows (value, group), ignoring a missing group."""
+    return float(np.nanmin(group_means(items)))
+
+
+def accuracy_readout(metric: str, items: np.ndarray, tolerance: float, label: str) -> Readout:
+    """A per-item right/wrong readout; the gate compares two of them with an exact paired test."""
+    return Readout(metric, float(items.mean()), "accuracy", items, True, float(tolerance), label)
+
+
+def statistic_readout(metric: str, items: np.ndarray, statistic: Callable[[np.ndarray], float],
+                      higher_is_better: bool, tolerance: float, label: str) -> Readout:
+    """Any other metric; `statistic(items)` is its value, and the gate bootstraps rows of `items`."""
+    return Readout(metric, statistic(items), "statistic", items, higher_is_better, float(tolerance),
+                   label, statistic)

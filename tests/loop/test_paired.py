@@ -1,0 +1,72 @@
+"""The paired statistics the gate vetoes with."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import binomtest
+
+from loop.paired import accuracy_regression, bootstrap_regression, holm
+
+
+def test_accuracy_regression_at_zero_tolerance_is_mcnemars_exact_test():
+    incumbent = np.array([1] * 30 + [0] * 10 + [1] * 60)
+    nominee = np.array([0] * 30 + [1] * 10 + [1] * 60)  # loses 30 items, wins 10
+    result = accuracy_regression(nominee, incumbent, tolerance=0.0)
+    assert result.regression == pytest.approx(0.2)
+    assert result.p == pytest.approx(binomtest(30, 40, 0.5, alternative="greater").pvalue)
+
+
+def test_a_tolerance_makes_the_same_drop_harder_to_call_a_regression():
+    incumbent = np.array([1] * 30 + [0] * 10 + [1] * 60)
+    nominee = np.array([0] * 30 + [1] * 10 + [1] * 60)
+    strict, lenient = (accuracy_regression(nominee, incumbent, t).p for t in (0.0, 0.15))
+    assert strict < 0.01 < lenient
+    assert accuracy_regression(nominee, incumbent, 0.5).p == 1.0  # can't exceed it even losing all
+
+
+def test_identical_or_better_models_never_regress():
+    items = np.random.default_rng(0).integers(0, 2, 200)
+    assert accuracy_regression(items, items, 0.0).p == 1.0
+    better = np.maximum(items, np.random.default_rng(1).integers(0, 2, 200))
+    assert accuracy_regression(better, items, 0.0).p > 0.5
+
+
+def mean_of_first_column(items: np.ndarray) -> float:
+    return float(items[:, 0].mean())
+
+
+def test_paired_bootstrap_finds_a_clear_regression_and_not_noise():
+    rng = np.random.default_rng(0)
+    incumbent = rng.normal(0.0, 1.0, (300, 1))
+    worse = incumbent + 0.5  # lower is better: worse by 0.5 on every item
+    clear = bootstrap_regression(mean_of_first_column, worse, incumbent, 0.1, higher_is_better=False, seed=1)
+    assert clear.regression == pytest.approx(0.5) and clear.p < 0.01
+    noise = incumbent + rng.normal(0.0, 0.05, (300, 1))
+    unclear = bootstrap_regression(mean_of_first_column, noise, incumbent, 0.1, higher_is_better=False, seed=1)
+    assert unclear.p > 0.5
+    again = bootstrap_regression(mean_of_first_column, worse, incumbent, 0.1, higher_is_better=False, seed=1)
+    assert again == clear  # deterministic for a seed
+
+
+def test_holm_steps_down_and_stops_at_the_first_survivor():
+    rejected = holm({"a": 0.001, "b": 0.02, "c": 0.04, "d": 0.5}, alpha=0.05)
+    assert rejected == {"a": pytest.approx(0.0125)}  # b: 0.02 >= 0.05/3 stops the procedure
+    assert set(holm({"a": 0.001, "b": 0.01, "c": 0.02}, alpha=0.05)) == {"a", "b", "c"}
+    assert holm({}, 0.05) == {}
+
+
+def test_the_bootstrap_stops_early_only_when_far_from_any_veto():
+    calls = []
+
+    def counted(items):
+        calls.append(1)
+        return mean_of_first_column(items)
+
+    rng = np.random.default_rng(0)
+    incumbent = rng.normal(0.0, 1.0, (200, 1))
+    same = bootstrap_regression(counted, incumbent.copy(), incumbent, 0.1, False, rounds=1000, first=100)
+    assert same.p >= 0.2 and len(calls) == 2 + 2 * 100
+    calls.clear()
+    worse = bootstrap_regression(counted, incumbent + 0.5, incumbent, 0.1, False, rounds=1000, first=100)
+    assert worse.p < 0.01 and len(calls) == 2 + 2 * 1000
