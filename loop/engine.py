@@ -271,4 +271,6 @@ class Engine:
         return {"seed": self.seed, "config_sha256": hashlib.sha256(canonical(self.config).encode()).hexdigest(),
                 "hashes": hashes, "budget": {"generations": self.task.budget.generations,
                                              "candidates": self.task.budget.candidates,
-                                             "steps": self.task.budget.steps}, "plugins": plugins}
+                                             "steps": self.task.budget.steps}, "plugins": plugins,
+                "tripwires": {f"{type(part).__qualname__}.{k}": v for part in parts_of(s.gate)
+                              if type(part).__name__ == "Tripwires" for k, v in vars(part).items()}}

@@ -154,3 +154,18 @@ def test_a_candidate_that_tampers_with_the_judge_pauses_the_loop(tmp_path, monke
     assert state.paused and len(paused) == 1 and paused[0].generation == 2
     assert paused[0].reasons[0] == "integrity: thresholds changed while generation 2 was trained and scored"
     assert not any(e.event in ("nominated", "promoted") and e.generation == 2 for e in events)
+
+
+def test_tripwires_are_pre_registered_in_the_ledger(finished_run):
+    started = ledger_events(finished_run)[0]
+    assert started.detail["tripwires"] == {"Tripwires.audit_gap": 0.1, "Tripwires.audit_gap_generations": 3,
+                                           "Tripwires.capability_jump": 0.5, "Tripwires.vetoes_in_a_row": 3}
+    assert len(started.detail["hashes"]["thresholds"]) == 64
+
+
+def test_human_gate_unattended_pauses_for_a_person(tmp_path):
+    state, _ = run_loop(tmp_path / "r", "gate=human")
+    events = ledger_events(tmp_path / "r")
+    paused = [e for e in events if e.event == "paused"]
+    assert state.paused and len(paused) == 1
+    assert paused[0].reasons[-1].endswith("awaits a person's approval; the loop pauses")
