@@ -13,9 +13,11 @@ import dataclasses
 import hashlib
 import inspect
 import time
+from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -59,6 +61,29 @@ def code_hash(obj: object) -> str:
     return sha256_file(path) if path else "unknown"
 
 
+class Clock:
+    """Wall time per stage of one generation. Timings go to `generation_finished`'s detail and the
+    report, never into metrics: the ledger's metrics must repeat run for run."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - began
+
+    def split(self) -> dict[str, float]:
+        """Seconds per stage, plus `other` (loading the incumbent, hashing, the ledger itself)."""
+        total = time.perf_counter() - self.start
+        return {**{k: round(v, 4) for k, v in self.seconds.items()},
+                "other": round(total - sum(self.seconds.values()), 4), "total": round(total, 4)}
+
+
 def parts_of(plugin: object) -> list[object]:
     """A plugin and the dataclass plugins nested in its fields (a gate's probes, a human gate's checks)."""
     found = [plugin]
@@ -82,6 +107,7 @@ class Engine:
         self.ledger = Ledger(run_dir / "ledger.jsonl", anchor=anchor)  # anchor: a copy of the head, elsewhere
         self.checkpoints = Checkpoints(run_dir)
         self.events: list[Event] = []
+        self.clock = Clock()
 
     # --- the run ---------------------------------------------------------------------------
 
@@ -117,22 +143,23 @@ class Engine:
 
     def baseline(self) -> RunState:
         """Generation 0: train the successor space's initial genome; it is the first incumbent."""
-        started = time.time()
+        self.clock = Clock()
         scored, quarantined = self.train_candidates(0, [self.stages.space.initial], parent=None)
         if quarantined:
             raise RunError(f"the generation-0 genome could not be trained: {quarantined[0].reason}")
         self.log("promoted", 0, successor=scored[0].id, reasons=["generation-0 baseline"])
-        return self.finish_generation(0, scored[0], scored, 0, "baseline", started)
+        return self.finish_generation(0, scored[0], scored, 0, "baseline")
 
     def generation(self, g: int, state: RunState) -> RunState:
-        started = time.time()
+        self.clock = Clock()
         incumbent = self.scored(state.incumbent)
         baseline = self.scored(state.baseline)
 
         # generator: sees genomes, proxy scores and decisions of past generations, never data
         rng = np.random.default_rng(derive_seed(self.seed, g, "generator"))
-        genomes = self.stages.generator.propose(incumbent.successor.genome, state.history,
-                                                self.task.budget.candidates, rng)
+        with self.clock("generator"):
+            genomes = self.stages.generator.propose(incumbent.successor.genome, state.history,
+                                                    self.task.budget.candidates, rng)
 
         # execution (train split only), then the evaluator (proxy split; truth for the ledger only);
         # what judges must come out of it unchanged, or every candidate is suspect
@@ -143,26 +170,28 @@ class Engine:
             self.log("paused", g, parent=incumbent.id, reasons=[
                 f"integrity: {', '.join(changed)} changed while generation {g} was trained and scored",
                 "hard veto of every candidate of this generation; the loop pauses until a person approves"])
-            return self.finish_generation(g, incumbent, scored, len(quarantined), "paused", started)
+            return self.finish_generation(g, incumbent, scored, len(quarantined), "paused")
 
         # promotion: nominate the best, if it beats the incumbent
-        nomination = self.stages.promotion.nominate(scored, incumbent)
+        with self.clock("promotion"):
+            nomination = self.stages.promotion.nominate(scored, incumbent)
         if nomination.nominee is None:
             self.log("not_nominated", g, parent=incumbent.id, reasons=nomination.reasons)
-            return self.finish_generation(g, incumbent, scored, len(quarantined), "none", started)
+            return self.finish_generation(g, incumbent, scored, len(quarantined), "none")
         nominee = nomination.nominee
         self.log("nominated", g, successor=nominee.id, parent=incumbent.id,
                  metrics={"score": nominee.score, "proxy": nominee.scores.proxy}, reasons=nomination.reasons)
 
         # control gate: sees the probe, audit and proxy splits, the incumbent and the baseline; never truth
-        decision: Decision = self.stages.gate.review(nominee, incumbent, baseline,
-                                                     self.task.view("gate", "probe", "audit", "proxy"),
-                                                     state.history)
+        with self.clock("gate"):
+            decision: Decision = self.stages.gate.review(nominee, incumbent, baseline,
+                                                         self.task.view("gate", "probe", "audit", "proxy"),
+                                                         state.history)
         event = GATE_EVENTS[decision.action]
         self.log(event, g, successor=nominee.id, parent=incumbent.id, metrics=decision.probes,
                  reasons=decision.reasons)
         winner = nominee if decision.action == "promote" else incumbent
-        return self.finish_generation(g, winner, scored, len(quarantined), event, started)
+        return self.finish_generation(g, winner, scored, len(quarantined), event)
 
     # --- pieces of a generation ------------------------------------------------------------
 
@@ -174,7 +203,8 @@ class Engine:
         for c in candidates:
             self.log("proposed", g, parent=parent, detail={"candidate": c.key, "genome": c.genome.to_dict(),
                                                          "seed": c.seed})
-        results = self.stages.execution.train(candidates, self.task.view("execution", "train"), self.shape)
+        with self.clock("execution"):
+            results = self.stages.execution.train(candidates, self.task.view("execution", "train"), self.shape)
         quarantined = [r for r in results if isinstance(r, Quarantined)]
         for q in quarantined:
             self.log("quarantined", g, parent=parent, reasons=[q.reason], detail={"candidate": q.candidate.key})
@@ -184,38 +214,44 @@ class Engine:
         """Checkpoint each trained successor, then score it with the proxy and the hidden truth."""
         scored = []
         for s in trained:
-            weights_sha = self.checkpoints.save_weights(s.id, s.model)
+            with self.clock("checkpoints"):
+                weights_sha = self.checkpoints.save_weights(s.id, s.model)
             self.log("trained", g, successor=s.id, parent=s.candidate.parent, metrics=s.train,
                      detail={"candidate": s.candidate.key, "weights_sha256": weights_sha})
-            scores = self.stages.evaluator.evaluate(s.model, self.task.view("evaluator", "proxy"))
-            truth = self.stages.truth.evaluate(s.model, self.task.view("truth", "truth")).proxy
+            with self.clock("evaluator"):
+                scores = self.stages.evaluator.evaluate(s.model, self.task.view("evaluator", "proxy"))
+            with self.clock("truth"):
+                truth = self.stages.truth.evaluate(s.model, self.task.view("truth", "truth")).proxy
             score = self.task.score(scores.proxy, s.parameters)
             metrics = {"proxy": scores.proxy, "truth": truth, "score": score,
                        **{f"proxy/{k}": v for k, v in scores.metrics.items()}}
-            card_sha = self.checkpoints.save_card(s.id, {
-                "id": s.id, "generation": g, "candidate": s.candidate.key, "parent": s.candidate.parent,
-                "seed": s.candidate.seed, "genome": s.genome.to_dict(), "train": dict(s.train),
-                "metrics": {k: round(v, 6) for k, v in metrics.items()}, "weights_sha256": weights_sha})
+            with self.clock("checkpoints"):
+                card_sha = self.checkpoints.save_card(s.id, {
+                    "id": s.id, "generation": g, "candidate": s.candidate.key, "parent": s.candidate.parent,
+                    "seed": s.candidate.seed, "genome": s.genome.to_dict(), "train": dict(s.train),
+                    "metrics": {k: round(v, 6) for k, v in metrics.items()}, "weights_sha256": weights_sha})
             self.log("evaluated", g, successor=s.id, parent=s.candidate.parent, metrics=metrics,
                      detail={"candidate": s.candidate.key, "card_sha256": card_sha})
             scored.append(Scored(s, scores, score))
         return scored
 
     def finish_generation(self, g: int, incumbent: Scored, scored: Sequence[Scored], quarantined: int,
-                          decision: str, started: float) -> RunState:
+                          decision: str) -> RunState:
         best = max(scored, key=lambda s: s.score, default=None)
         truth = self.truth_of(incumbent.id)
         metrics = {"incumbent/proxy": incumbent.scores.proxy, "incumbent/truth": truth,
                    "incumbent/score": incumbent.score, "trained": len(scored), "quarantined": quarantined}
         if best is not None:
             metrics |= {"best/proxy": best.scores.proxy, "best/truth": self.truth_of(best.id)}
+        seconds = self.clock.split()
         self.log("generation_finished", g, successor=incumbent.id, metrics=metrics,
-                 reasons=[f"{decision}: incumbent {incumbent.id}"], detail={"decision": decision})
-        self.stages.tracker.log(g, metrics)
+                 reasons=[f"{decision}: incumbent {incumbent.id}"],
+                 detail={"decision": decision, "seconds": seconds})  # seconds: wall time, varies run to run
+        self.stages.tracker.log(g, {**metrics, **{f"seconds/{k}": v for k, v in seconds.items()}})
         self.say(f"gen {g:>3}/{self.task.budget.generations}  best proxy "
                  f"{best.scores.proxy if best else float('nan'):.4f}  incumbent proxy {incumbent.scores.proxy:.4f}"
                  f"  truth {truth:.4f}  {decision:<8} {incumbent.id[:8]}  ({len(scored)} trained, "
-                 f"{quarantined} quarantined, {time.time() - started:.1f} s)")
+                 f"{quarantined} quarantined, {seconds['total']:.1f} s)")
         return fold(self.events)
 
     def scored(self, successor: str) -> Scored:

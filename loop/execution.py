@@ -37,32 +37,23 @@ def make_optimizer(recipe: Mapping[str, object], params) -> torch.optim.Optimize
     raise ValueError(f"recipe optimizer {name!r} is not one of {OPTIMIZERS}")
 
 
-def train_candidate(candidate: Candidate, split: Split, shape: TaskShape, time_limit_s: float,
-                    check_every: int = 25) -> Successor:
-    """Train one candidate from scratch with its recipe; raise `Quarantine` on NaN/inf or timeout."""
-    start = time.perf_counter()
-    torch.manual_seed(candidate.seed)  # initialisation and dropout
-    batches = torch.Generator().manual_seed(candidate.seed)  # batch order, same on CPU and GPU
-    device = torch.device(shape.device)
-    model = build(candidate.genome, shape.in_features, shape.n_classes).to(device)
+def batch_plan(candidate: Candidate, rows: int, max_steps: int) -> torch.Tensor:
+    """The train rows each step reads, (steps, batch), drawn once from the candidate's seed. Every
+    execution uses it, so serial, batched and pooled training see the same batches."""
     recipe = candidate.genome.recipe
-    steps = min(int(recipe["steps"]), shape.max_steps)
-    optimizer = make_optimizer(recipe, model.parameters())
-    x, y = split.x.to(device), split.y.to(device)
-    batch = min(int(recipe["batch_size"]), len(split))
-    model.train()
-    for step in range(1, steps + 1):
-        index = torch.randint(len(split), (batch,), generator=batches).to(device)
-        loss = F.cross_entropy(model(x[index]), y[index])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if step % check_every == 0 or step == steps:
-            value = loss.item()
-            if not math.isfinite(value):
-                raise Quarantine(f"training loss became {value} at step {step}/{steps}")
-            if time.perf_counter() - start > time_limit_s:
-                raise Quarantine(f"ran past its time limit of {time_limit_s:g} s at step {step}/{steps}")
+    steps, batch = min(int(recipe["steps"]), max_steps), min(int(recipe["batch_size"]), rows)
+    return torch.randint(rows, (steps, batch), generator=torch.Generator().manual_seed(candidate.seed))
+
+
+def initial_model(candidate: Candidate, shape: TaskShape) -> torch.nn.Module:
+    """The untrained model, initialised from the candidate's seed (which also seeds dropout)."""
+    torch.manual_seed(candidate.seed)
+    return build(candidate.genome, shape.in_features, shape.n_classes)
+
+
+def finish(candidate: Candidate, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+           steps: int) -> Successor:
+    """Check a trained model and make it a Successor: its final train loss, id and size."""
     model.eval()
     with torch.no_grad():
         train_loss = F.cross_entropy(model(x), y).item()
@@ -73,6 +64,32 @@ def train_candidate(candidate: Candidate, split: Split, shape: TaskShape, time_l
     parameters = sum(p.numel() for p in model.parameters())
     # Deterministic facts only: these go into the ledger, which must repeat run for run.
     return Successor(sid, candidate, model, {"train_loss": train_loss, "steps": steps, "parameters": parameters})
+
+
+def train_candidate(candidate: Candidate, split: Split, shape: TaskShape, time_limit_s: float,
+                    check_every: int = 25) -> Successor:
+    """Train one candidate from scratch with its recipe; raise `Quarantine` on NaN/inf or timeout."""
+    start = time.perf_counter()
+    device = torch.device(shape.device)
+    model = initial_model(candidate, shape).to(device)
+    plan = batch_plan(candidate, len(split), shape.max_steps).to(device)
+    steps = len(plan)
+    optimizer = make_optimizer(candidate.genome.recipe, model.parameters())
+    x, y = split.x.to(device), split.y.to(device)
+    model.train()
+    for step in range(1, steps + 1):
+        index = plan[step - 1]
+        loss = F.cross_entropy(model(x[index]), y[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % check_every == 0 or step == steps:
+            value = loss.item()
+            if not math.isfinite(value):
+                raise Quarantine(f"training loss became {value} at step {step}/{steps}")
+            if time.perf_counter() - start > time_limit_s:
+                raise Quarantine(f"ran past its time limit of {time_limit_s:g} s at step {step}/{steps}")
+    return finish(candidate, model, x, y, steps)
 
 
 @dataclass

@@ -111,6 +111,21 @@ def reasons(e: Event) -> str:
     return "; ".join(e.reasons) if e.reasons else "(no reason recorded)"
 
 
+def time_table(run: Run) -> list[str]:
+    """Wall time per stage summed over the finished generations (from `generation_finished`)."""
+    totals: dict[str, float] = {}
+    for g in run.generations.values():
+        for stage, seconds in ((g.finished.detail.get("seconds") or {}) if g.finished else {}).items():
+            totals[stage] = totals.get(stage, 0.0) + seconds
+    whole = totals.pop("total", 0.0)
+    if not whole:
+        return []
+    rows = [f"| {stage} | {seconds:.2f} | {seconds / whole:.1%} |"
+            for stage, seconds in sorted(totals.items(), key=lambda kv: -kv[1])]
+    return ["## Where the time goes", "", f"Wall time of the finished generations: {whole:.2f} s.", "",
+            "| stage | seconds | share |", "|---|---:|---:|", *rows, ""]
+
+
 def markdown(name: str, run: Run) -> str:
     start = run.started.detail if run.started else {}
     final = run.finished or run.last_finished
@@ -173,6 +188,7 @@ def markdown(name: str, run: Run) -> str:
         out += ["", f"{run.abandoned} events of attempts abandoned before a resume are not counted."]
     out.append("")
 
+    out += time_table(run)
     out += ["## Gate decisions", ""]
     for e in gate_events:
         out += [f"- generation {e.generation}: **{e.event}** nominee {short(e.successor)} "

@@ -30,7 +30,7 @@ def test_run_writes_the_contracted_run_directory(finished_run):
     for e in (e for e in events if e.event in ("promoted", "vetoed") and e.generation > 0):
         probes = {"calibration", "robustness", "ood", "shortcut", "consistency", "fingerprint"}
         assert {f"probe/{p}" for p in probes} <= set(e.metrics), "the gate records every probe it ran"
-    assert (finished_run / "report.md").is_file()
+    assert "## Where the time goes" in (finished_run / "report.md").read_text()
     assert (finished_run / "plots" / "scores.png").read_bytes().startswith(b"\x89PNG")
     assert verify(finished_run)[0] == []
 
@@ -43,8 +43,9 @@ def test_generator_sees_no_truth_and_parents_are_incumbents(finished_run):
 
 
 def without_time(events):
+    """Everything but wall-clock readings: `time`, and the stage timings of generation_finished."""
     return [(e.seq, e.generation, e.event, e.successor, e.parent, dict(e.metrics), e.reasons,
-             {k: v for k, v in e.detail.items()}) for e in events]
+             {k: v for k, v in e.detail.items() if k != "seconds"}) for e in events]
 
 
 def test_same_config_and_seed_give_the_same_ledger(tmp_path, finished_run):
@@ -87,7 +88,7 @@ def test_a_broken_candidate_is_quarantined_and_the_loop_goes_on(tmp_path, monkey
         return real(candidate, *args, **kwargs)
 
     monkeypatch.setattr(loop.execution, "train_candidate", flaky)
-    state, _ = run_loop(tmp_path / "r")
+    state, _ = run_loop(tmp_path / "r", "execution=serial")
     events = ledger_events(tmp_path / "r")
     quarantined = [e for e in events if e.event == "quarantined"]
     assert [e.detail["candidate"] for e in quarantined] == ["1.1", "2.1", "3.1"]
@@ -148,7 +149,7 @@ def test_a_candidate_that_tampers_with_the_judge_pauses_the_loop(tmp_path, monke
         return real(candidate, *args, **kwargs)
 
     monkeypatch.setattr(loop.execution, "train_candidate", tampering)
-    state, _ = run_loop(tmp_path / "r")
+    state, _ = run_loop(tmp_path / "r", "execution=serial")
     events = ledger_events(tmp_path / "r")
     paused = [e for e in events if e.event == "paused"]
     assert state.paused and len(paused) == 1 and paused[0].generation == 2
@@ -169,3 +170,12 @@ def test_human_gate_unattended_pauses_for_a_person(tmp_path):
     paused = [e for e in events if e.event == "paused"]
     assert state.paused and len(paused) == 1
     assert paused[0].reasons[-1].endswith("awaits a person's approval; the loop pauses")
+
+
+def test_every_generation_records_where_its_time_went(finished_run):
+    for e in (e for e in ledger_events(finished_run) if e.event == "generation_finished"):
+        seconds = e.detail["seconds"]
+        assert {"execution", "evaluator", "truth", "checkpoints", "other", "total"} <= set(seconds)
+        assert seconds["total"] == pytest.approx(sum(v for k, v in seconds.items() if k != "total"), abs=1e-3)
+        if e.generation > 0:
+            assert "generator" in seconds and "promotion" in seconds
