@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from loop.execution import Quarantine, batch_plan, finish, initial_model, train_candidate
+from loop.execution import Quarantine, attempt, batch_plan, finish, initial_model, quarantine_reason
 from loop.stages import Candidate, DataView, Quarantined, Split, Successor, TaskShape
 
 ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "gelu": F.gelu, "silu": F.silu}
@@ -176,11 +176,9 @@ class Batched:
         return [results[i] for i in range(len(candidates))]
 
     def train_group(self, group: list[Candidate], split: Split, task: TaskShape) -> list[Successor | Quarantined]:
+        if len(group) == 1:
+            return [attempt(group[0], split, task, self.time_limit_s)]
         try:
-            if len(group) == 1:
-                return [train_candidate(group[0], split, task, self.time_limit_s)]
             return train_population(group, split, task, self.time_limit_s)
-        except Quarantine as reason:
-            return [Quarantined(c, str(reason)) for c in group]
         except Exception as err:  # a broken group must not stop the loop
-            return [Quarantined(c, f"training raised {type(err).__name__}: {err}") for c in group]
+            return [Quarantined(c, quarantine_reason(err)) for c in group]

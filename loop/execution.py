@@ -92,6 +92,19 @@ def train_candidate(candidate: Candidate, split: Split, shape: TaskShape, time_l
     return finish(candidate, model, x, y, steps)
 
 
+def quarantine_reason(err: Exception) -> str:
+    """Why a candidate is quarantined, in the same words whichever execution trained it."""
+    return str(err) if isinstance(err, Quarantine) else f"training raised {type(err).__name__}: {err}"
+
+
+def attempt(candidate: Candidate, split: Split, shape: TaskShape, time_limit_s: float) -> Successor | Quarantined:
+    """Train one candidate; any failure quarantines it with the reason, and the loop goes on."""
+    try:
+        return train_candidate(candidate, split, shape, time_limit_s)
+    except Exception as err:  # a broken candidate must not stop the loop
+        return Quarantined(candidate, quarantine_reason(err))
+
+
 @dataclass
 class Serial:
     """Train candidates one at a time. Selected with `execution=serial`."""
@@ -106,12 +119,4 @@ class Serial:
     def train(self, candidates: Sequence[Candidate], data: DataView,
               task: TaskShape) -> list[Successor | Quarantined]:
         split = data["train"]
-        results: list[Successor | Quarantined] = []
-        for candidate in candidates:
-            try:
-                results.append(train_candidate(candidate, split, task, self.time_limit_s))
-            except Quarantine as why:
-                results.append(Quarantined(candidate, str(why)))
-            except Exception as err:  # a broken candidate must not stop the loop
-                results.append(Quarantined(candidate, f"training raised {type(err).__name__}: {err}"))
-        return results
+        return [attempt(candidate, split, task, self.time_limit_s) for candidate in candidates]
