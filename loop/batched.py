@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from loop.execution import Quarantine, attempt, batch_plan, finish, initial_model, quarantine_reason
+from loop.execution import (Quarantine, attempt, batch_plan, check_time_limit, finish, initial_model,
+                            quarantine_reason)
 from loop.stages import Candidate, DataView, Quarantined, Split, Successor, TaskShape
 
 ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "gelu": F.gelu, "silu": F.silu}
@@ -157,9 +158,7 @@ class Batched:
     def __post_init__(self) -> None:
         if isinstance(self.chunk, bool) or not isinstance(self.chunk, int) or self.chunk < 1:
             raise ValueError(f"execution.chunk must be a whole number >= 1, got {self.chunk!r}")
-        if isinstance(self.time_limit_s, bool) or not isinstance(self.time_limit_s, (int, float)) \
-                or self.time_limit_s <= 0:
-            raise ValueError(f"execution.time_limit_s must be a number > 0, got {self.time_limit_s!r}")
+        check_time_limit(self.time_limit_s)
 
     def train(self, candidates: Sequence[Candidate], data: DataView,
               task: TaskShape) -> list[Successor | Quarantined]:

@@ -92,6 +92,11 @@ def train_candidate(candidate: Candidate, split: Split, shape: TaskShape, time_l
     return finish(candidate, model, x, y, steps)
 
 
+def check_time_limit(value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"execution.time_limit_s must be a number > 0, got {value!r}")
+
+
 def quarantine_reason(err: Exception) -> str:
     """Why a candidate is quarantined, in the same words whichever execution trained it."""
     return str(err) if isinstance(err, Quarantine) else f"training raised {type(err).__name__}: {err}"
@@ -112,9 +117,7 @@ class Serial:
     time_limit_s: float = 60.0  # per candidate; past it the candidate is quarantined
 
     def __post_init__(self) -> None:
-        if isinstance(self.time_limit_s, bool) or not isinstance(self.time_limit_s, (int, float)) \
-                or self.time_limit_s <= 0:
-            raise ValueError(f"execution.time_limit_s must be a number > 0, got {self.time_limit_s!r}")
+        check_time_limit(self.time_limit_s)
 
     def train(self, candidates: Sequence[Candidate], data: DataView,
               task: TaskShape) -> list[Successor | Quarantined]:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from loop.checkpoints import weights_of
-from loop.execution import attempt, quarantine_reason
+from loop.execution import attempt, check_time_limit, quarantine_reason
 from loop.stages import Candidate, DataView, Genome, Quarantined, Split, Successor, TaskShape
 from successors import build
 
@@ -70,11 +70,6 @@ def split_arrays(split: Split) -> tuple[np.ndarray, np.ndarray]:
 
 def split_from_arrays(x: np.ndarray, y: np.ndarray) -> Split:
     return Split(torch.from_numpy(np.array(x)), torch.from_numpy(np.array(y)))
-
-
-def check_time_limit(value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"execution.time_limit_s must be a number > 0, got {value!r}")
 
 
 def check_count(name: str, value: object) -> None:

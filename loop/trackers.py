@@ -20,13 +20,13 @@ class NoTracker:
     """Log nothing. Selected with `tracker=none`."""
 
     def start(self, run_dir: Path, config: Mapping[str, Any], name: str) -> None:
-        pass
+        """Nothing to start: the ledger and the report hold everything."""
 
     def log(self, generation: int, metrics: Mapping[str, float]) -> None:
-        pass
+        """Nothing to log beyond the ledger."""
 
     def finish(self) -> None:
-        pass
+        """Nothing to close."""
 
 
 @dataclass
