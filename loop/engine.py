@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from loop.checkpoints import Checkpoints
+from loop.goodhart import goodhart_metrics
 from loop.ledger import Event, Ledger, canonical, sha256_file
 from loop.objectives import split_hash
 from loop.stages import (Candidate, Decision, Evaluator, Execution, Gate, Generator, Genome, Objective,
@@ -191,7 +192,7 @@ class Engine:
         self.log(event, g, successor=nominee.id, parent=incumbent.id, metrics=decision.probes,
                  reasons=decision.reasons)
         winner = nominee if decision.action == "promote" else incumbent
-        return self.finish_generation(g, winner, scored, len(quarantined), event)
+        return self.finish_generation(g, winner, scored, len(quarantined), event, nominee=nominee.id)
 
     # --- pieces of a generation ------------------------------------------------------------
 
@@ -236,13 +237,14 @@ class Engine:
         return scored
 
     def finish_generation(self, g: int, incumbent: Scored, scored: Sequence[Scored], quarantined: int,
-                          decision: str) -> RunState:
+                          decision: str, nominee: str | None = None) -> RunState:
         best = max(scored, key=lambda s: s.score, default=None)
         truth = self.truth_of(incumbent.id)
         metrics = {"incumbent/proxy": incumbent.scores.proxy, "incumbent/truth": truth,
                    "incumbent/score": incumbent.score, "trained": len(scored), "quarantined": quarantined}
         if best is not None:
             metrics |= {"best/proxy": best.scores.proxy, "best/truth": self.truth_of(best.id)}
+        metrics |= goodhart_metrics(self.events, g, incumbent.id, nominee)  # for the ledger only
         seconds = self.clock.split()
         self.log("generation_finished", g, successor=incumbent.id, metrics=metrics,
                  reasons=[f"{decision}: incumbent {incumbent.id}"],

@@ -179,3 +179,22 @@ def test_every_generation_records_where_its_time_went(finished_run):
         assert seconds["total"] == pytest.approx(sum(v for k, v in seconds.items() if k != "total"), abs=1e-3)
         if e.generation > 0:
             assert "generator" in seconds and "promotion" in seconds
+
+
+def test_every_generation_measures_the_goodhart_gap(finished_run):
+    events = ledger_events(finished_run)
+    evaluated = {e.successor: e.metrics for e in events if e.event == "evaluated"}
+    for e in (e for e in events if e.event == "generation_finished"):
+        m, inc = e.metrics, evaluated[e.successor]
+        assert m["gap/incumbent"] == pytest.approx(inc["proxy"] - inc["truth"], abs=1e-6)
+        best_truth = max(v["truth"] for k, v in evaluated.items()
+                         if any(x.successor == k and x.generation <= e.generation for x in events
+                                if x.event == "evaluated"))
+        assert m["truth/regret"] == pytest.approx(best_truth - inc["truth"], abs=1e-6)
+        assert m["truth/regret"] >= 0
+        if e.generation >= 1:
+            assert -1.0 <= m["spearman/proxy_truth"] <= 1.0
+    nominated = [e for e in events if e.event == "nominated"]
+    finished = {e.generation: e for e in events if e.event == "generation_finished"}
+    for n in nominated:
+        assert "gap/selection" in finished[n.generation].metrics
