@@ -198,3 +198,17 @@ def test_every_generation_measures_the_goodhart_gap(finished_run):
     finished = {e.generation: e for e in events if e.event == "generation_finished"}
     for n in nominated:
         assert "gap/selection" in finished[n.generation].metrics
+
+
+def test_self_adaptive_generator_genes_are_inherited_through_promotion(tmp_path):
+    run_loop(tmp_path / "r", "generator=self_adaptive", "gate=off")
+    events = ledger_events(tmp_path / "r")
+    genome = {e.detail["candidate"]: e.detail["genome"] for e in events if e.event == "proposed"}
+    candidate = {e.successor: e.detail["candidate"] for e in events if e.event == "trained"}
+    promoted = [e for e in events if e.event == "promoted" and e.generation > 0]
+    assert promoted, "gate=off promotes every nominee"
+    for e in promoted:  # the next generation's children start from the promoted generator genes
+        own = genome[candidate[e.successor]]["generator"]
+        assert own != {"rate": 0.3, "scale": 0.4}
+        children = [genome[k]["generator"] for k in genome if k.startswith(f"{e.generation + 1}.")]
+        assert all(c != own for c in children)  # ... and mutate them again
