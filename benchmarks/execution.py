@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import logging
 import os
 import resource
 import subprocess
@@ -42,6 +43,7 @@ from loop.objectives import Digits
 from loop.stages import Candidate, Genome, TaskShape
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # token auth would need a secret set up per machine
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables on the console
 
 FRACTIONS = {"train": 0.5, "proxy": 0.15, "audit": 0.1, "probe": 0.125, "truth": 0.125}
 WIDTH, BATCH = 64, 64
@@ -201,9 +203,12 @@ def main() -> None:
     if "ray" in found or anchors:  # Ray's start (~7 s) is not timed
         import ray
 
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.ERROR)
+        logging.getLogger("ray").setLevel(logging.ERROR)  # Tune's per-trial warnings
 
     seconds: dict[str, float] = {}
+    hand_loop(generations[0][:2], split.x, split.y)  # warm up, like every other way
     start = time.perf_counter()
     for candidates in generations:
         hand_loop(candidates, split.x, split.y)
@@ -214,6 +219,7 @@ def main() -> None:
         for candidates in generations:
             execution.train(candidates, view, shape)
         seconds[name] = time.perf_counter() - start
+        print(f"  {name}: {seconds[name]:.2f} s", file=sys.stderr, flush=True)
         if hasattr(execution, "close"):
             execution.close()  # frees its CPUs (Ray actors would keep Tune's trials waiting)
 
@@ -227,6 +233,7 @@ def main() -> None:
         for kind in ("fifo", "pbt"):
             seconds[f"tune {kind}"] = tune_anchor(kind, generations, split.x, split.y, args.steps)
             ideal[f"tune {kind}"] = hand_1 / parallel
+            print(f"  tune {kind}: {seconds[f'tune {kind}']:.2f} s", file=sys.stderr, flush=True)
 
     peak = matmul_peak()
     flop = training_flop(args.population, args.steps) * args.generations
