@@ -94,7 +94,7 @@ def tune_trial(config: dict, x: torch.Tensor, y: torch.Tensor) -> None:
     checkpoint = ray.tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            state = torch.load(os.path.join(folder, "state.pt"))
+            state = torch.load(os.path.join(folder, "state.pt"), weights_only=True)  # our own tensors only
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]

@@ -39,6 +39,19 @@ def run_loop(run_dir: Path, *overrides: str, resume: bool = False):
     return state, lines
 
 
+def synthetic_train_view():
+    """160 random 64-feature items in 10 classes, as the execution stage sees them (train only)."""
+    import torch
+
+    from loop.stages import DataView, Split
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(160, 64, generator=g)
+    y = torch.randint(0, 10, (160,), generator=g)
+    held_out = Split(torch.zeros(4, 64), torch.zeros(4, dtype=torch.long))
+    return DataView({"train": Split(x, y), "proxy": held_out}, ["train"], "execution")
+
+
 def ledger_events(run_dir: Path):
     from loop.ledger import read
 

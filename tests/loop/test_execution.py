@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 
+from conftest import synthetic_train_view
+
 from loop.checkpoints import successor_id, weights_of
 from loop.execution import Quarantine, Serial, make_optimizer, train_candidate
 from loop.stages import AccessError, Candidate, DataView, Genome, Quarantined, Split, Successor, TaskShape
@@ -26,11 +28,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def data() -> DataView:
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(160, FEATURES, generator=g)
-    y = torch.randint(0, CLASSES, (160,), generator=g)
-    held_out = Split(torch.zeros(4, FEATURES), torch.zeros(4, dtype=torch.long))
-    return DataView({"train": Split(x, y), "proxy": held_out}, ["train"], "execution")
+    return synthetic_train_view()
 
 
 def genome(activation="tanh", depth=1, width=16, optimizer="adam", lr=0.01, steps=30, batch_size=32,

@@ -15,6 +15,8 @@ import time
 import pytest
 import torch
 
+from conftest import synthetic_train_view
+
 from loop.execution import Serial
 from loop.pools import Processes, Ray, chunks
 from loop.stages import AccessError, Candidate, DataView, Genome, Quarantined, Split, Successor, TaskShape
@@ -41,11 +43,7 @@ CANDIDATES = [
 
 @pytest.fixture(scope="module")
 def data() -> DataView:
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(160, FEATURES, generator=g)
-    y = torch.randint(0, CLASSES, (160,), generator=g)
-    held_out = Split(torch.zeros(4, FEATURES), torch.zeros(4, dtype=torch.long))
-    return DataView({"train": Split(x, y), "proxy": held_out}, ["train"], "execution")
+    return synthetic_train_view()
 
 
 @pytest.fixture(scope="module")
