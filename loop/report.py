@@ -3,16 +3,23 @@
 The ledger is the record of what a run decided, so the report reads nothing else: no config, no
 checkpoints, no torch. The same ledger always gives the same `report.md` (no "generated at"
 stamp), so `rsi-loop-report` can be rerun at any time, also on a run that is still going.
+
+Besides the score table it shows what the project is about: the incumbent's proxy against its
+hidden truth and the Goodhart gap between them, the gate's decisions on the generation timeline
+with the probe or tripwire that vetoed or paused, the lineage of promoted successors, and, where a
+run measured it, weak-to-strong supervision (`w2s/*` metrics). `loop.compare` reads runs the same
+way to compare the runs of a Hydra multirun.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import statistics
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 from loop.checkpoints import atomic_write
 from loop.config import STAGES
@@ -56,8 +63,22 @@ class Run:
 
     @property
     def last_finished(self) -> Event | None:
-        done = [g.finished for g in self.generations.values() if g.finished]
-        return done[-1] if done else None
+        done = self.done
+        return done[-1].finished if done else None
+
+    @property
+    def done(self) -> list[Generation]:
+        """The finished generations, in order."""
+        return [g for g in self.generations.values() if g.finished]
+
+    def series(self, key: str) -> list[tuple[int, float | None]]:
+        """(generation, `key` of its `generation_finished` metrics) for every finished generation."""
+        return [(g.number, g.finished.metrics.get(key)) for g in self.done]
+
+    @property
+    def scores(self) -> dict[str, Mapping[str, float | None]]:
+        """The `evaluated` metrics (proxy, truth, ...) of every kept successor, by id."""
+        return {e.successor: e.metrics for e in self.kept("evaluated") if e.successor}
 
 
 def parse(events: list[Event]) -> Run:
@@ -126,6 +147,190 @@ def time_table(run: Run) -> list[str]:
             "| stage | seconds | share |", "|---|---:|---:|", *rows, ""]
 
 
+# --- what stopped a nominee, the lineage, the Goodhart and weak-to-strong measurements ---------
+
+TRIPWIRES = ("capability jump", "proxy-vs-audit gap", "vetoes in a row")  # as loop.gates words them
+
+
+def blockers(e: Event) -> list[str]:
+    """What stopped a vetoed or paused nominee, read from the gate's reasons: each probe with a
+    regressing test (`<probe>/<metric>: ...: regresses`), each tripped wire, an integrity change, a
+    person. A gate whose reasons say none of these falls back to the probes beyond tolerance
+    (`probe/<probe>` above 1)."""
+    found: list[str] = []
+    for r in e.reasons:
+        if r.endswith(": regresses"):
+            name = r.split(":", 1)[0].split("/", 1)[0]
+        elif r.startswith("tripwire: "):
+            name = "tripwire " + next((w for w in TRIPWIRES if w in r), r[len("tripwire: "):][:40])
+        elif r.startswith(("integrity: ", "human: ")):
+            name = r.split(":", 1)[0]
+        else:
+            continue
+        if name not in found:
+            found.append(name)
+    return found or [k[len("probe/"):] for k, v in sorted(e.metrics.items())
+                     if k.startswith("probe/") and k.count("/") == 1 and v is not None and v > 1]
+
+
+def finite(values: Iterable[float | None]) -> list[float]:
+    return [v for v in values if v is not None and math.isfinite(v)]
+
+
+def spread(values: Iterable[float | None], sign: bool = False) -> str:
+    """Median and (min–max) of the finite values, e.g. `0.9196 (0.9018–0.9375)`; `—` if none."""
+    vs = finite(values)
+    if not vs:
+        return "—"
+    if len(vs) == 1:
+        return num(vs[0], sign)
+    return f"{num(statistics.median(vs), sign)} ({num(min(vs), sign)}–{num(max(vs), sign)})"
+
+
+def goodhart_section(run: Run) -> list[str]:
+    """Per generation: the incumbent's proxy and truth and the measurements of `loop.goodhart`."""
+    from loop.goodhart import WINDOW
+
+    done = run.done
+    if not done:
+        return []
+    first, last = done[0].finished.metrics, done[-1].finished.metrics
+    change = lambda key: (last.get(key) - first.get(key)  # noqa: E731
+                          if last.get(key) is not None and first.get(key) is not None else None)
+    out = ["## Proxy vs truth", "",
+           "The loop optimises the proxy; the truth is a hidden split it never sees. Goodhart gap: the "
+           "incumbent's proxy minus its truth. Selection gap: the nominee's gap minus its generation's mean "
+           "gap (what picking the candidate the proxy overrates most adds). Spearman: rank correlation of "
+           f"proxy and truth over the candidates of the last {WINDOW} generations. Truth regret: the best "
+           "truth any candidate reached so far minus the incumbent's.", "",
+           f"From generation {done[0].number} to {done[-1].number} the incumbent's proxy changed by "
+           f"{num(change('incumbent/proxy'), sign=True)} and its truth by {num(change('incumbent/truth'), sign=True)}; "
+           f"the last Goodhart gap is {num(last.get('gap/incumbent'), sign=True)} and the truth regret "
+           f"{num(last.get('truth/regret'))}.", "",
+           "| gen | inc. proxy | inc. truth | Goodhart gap | selection gap | Spearman | truth regret |",
+           "|---:|---:|---:|---:|---:|---:|---:|"]
+    for g in done:
+        m = g.finished.metrics
+        out.append(f"| {g.number} | {num(m.get('incumbent/proxy'))} | {num(m.get('incumbent/truth'))} | "
+                   f"{num(m.get('gap/incumbent'), sign=True)} | {num(m.get('gap/selection'), sign=True)} | "
+                   f"{num(m.get('spearman/proxy_truth'), sign=True)} | {num(m.get('truth/regret'))} |")
+    return out + [""]
+
+
+def gate_timeline(run: Run) -> list[str]:
+    """One row per generation after 0: the decision, the nominee's proxy and truth against the
+    incumbent's, and what vetoed or paused it."""
+    rows = []
+    scores = run.scores
+    for g in run.generations.values():
+        if g.number < 1:
+            continue
+        gate = g.of(*GATE)
+        e = gate[-1] if gate else None
+        nominee = scores.get(e.successor, {}) if e and e.successor else {}
+        incumbent = scores.get(e.parent, {}) if e and e.parent else {}
+        stopped = ", ".join(blockers(e)) if e and e.event != "promoted" else ""
+        decision = g.decision if g.finished else IN_PROGRESS
+        rows.append(f"| {g.number} | {decision} | {short(e.successor) if e else '—'} | "
+                    f"{num(nominee.get('proxy'))} | {num(nominee.get('truth'))} | {num(incumbent.get('truth'))} | "
+                    f"{stopped or '—'} |")
+    if not rows:
+        return []
+    return ["## Gate timeline", "",
+            "| gen | decision | nominee | nominee proxy | nominee truth | incumbent truth | vetoed / paused by |",
+            "|---:|---|---|---:|---:|---:|---|", *rows, ""]
+
+
+def veto_counts(run: Run) -> dict[str, int]:
+    """How often each probe (or tripwire, integrity check, person) vetoed or paused a nominee."""
+    counts: dict[str, int] = {}
+    for e in run.kept("vetoed", "paused"):
+        if e.generation >= 1:
+            for name in blockers(e):
+                counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+@dataclass(frozen=True)
+class Node:
+    """A successor that reached the gate: promoted (or the generation-0 baseline), vetoed or paused."""
+
+    successor: str
+    parent: str | None
+    generation: int
+    decision: str
+    truth: float | None
+    proxy: float | None
+    stopped_by: tuple[str, ...] = ()
+
+    @property
+    def lives(self) -> bool:
+        return self.decision in ("baseline", "promoted")
+
+
+def lineage(run: Run) -> list[Node]:
+    """Every successor the gate decided on, in ledger order, with the incumbent it was built from."""
+    scores = run.scores
+    return [Node(e.successor, e.parent if e.generation else None, e.generation,
+                 "baseline" if e.generation == 0 else e.event, scores.get(e.successor, {}).get("truth"),
+                 scores.get(e.successor, {}).get("proxy"), tuple(blockers(e)) if e.event != "promoted" else ())
+            for e in run.kept(*GATE) if e.successor]
+
+
+def lineage_tree(nodes: list[Node]) -> list[str]:
+    """An indented text tree, parent above child: promoted successors carry on the line; a vetoed
+    or paused nominee is a leaf that ends its branch."""
+    living = {n.successor for n in nodes if n.lives}
+    children: dict[str, list[Node]] = {}
+    for n in nodes:
+        if n.parent in living:
+            children.setdefault(n.parent, []).append(n)
+    stack = [(n, "", True, True) for n in reversed([n for n in nodes if n.parent not in living])]
+    lines, seen = [], set()
+    while stack:
+        node, prefix, last, top = stack.pop()
+        why = f" by {', '.join(node.stopped_by)}" if node.stopped_by else ""
+        label = f"{node.successor[:8]}  gen {node.generation}  truth {num(node.truth)}  {node.decision}{why}"
+        lines.append(label if top else f"{prefix}{'└─ ' if last else '├─ '}{label}")
+        if node.lives and node.successor not in seen:
+            seen.add(node.successor)
+            kids = children.get(node.successor, [])
+            inner = "" if top else prefix + ("   " if last else "│  ")
+            stack += [(k, inner, i == len(kids) - 1, False) for i, k in reversed(list(enumerate(kids)))]
+    return lines
+
+
+W2S = ("w2s/weak", "w2s/student", "w2s/ceiling", "w2s/pgr", "w2s/agreement", "w2s/error_imitation")
+
+
+def w2s_generations(run: Run) -> list[tuple[int, Mapping[str, float | None]]]:
+    """Finished generations that measured weak-to-strong supervision, with their metrics."""
+    return [(g.number, g.finished.metrics) for g in run.done
+            if any(k in g.finished.metrics for k in W2S)]
+
+
+def w2s_section(run: Run) -> list[str]:
+    rows = w2s_generations(run)
+    if not rows:
+        return []
+    pgr = [m.get("w2s/pgr") for _, m in rows]
+    undefined = sum(v is None for v in pgr)
+    out = ["## Weak-to-strong", "",
+           "PGR = (student - weak) / (ceiling - weak): the share of the gap between the weak teacher and a "
+           "student trained on gold labels that the student recovers from the teacher's labels. Agreement: "
+           "the student agrees with the teacher; error imitation: it agrees where the teacher is wrong.", "",
+           f"Over {len(rows)} generations: PGR {spread(pgr)} (median, min–max) where defined, "
+           f"{undefined} undefined; agreement {spread(m.get('w2s/agreement') for _, m in rows)}; "
+           f"error imitation {spread(m.get('w2s/error_imitation') for _, m in rows)}.", "",
+           "| gen | weak | student | ceiling | PGR | agreement | error imitation |",
+           "|---:|---:|---:|---:|---:|---:|---:|"]
+    for number, m in rows:
+        out.append(f"| {number} | {num(m.get('w2s/weak'))} | {num(m.get('w2s/student'))} | "
+                   f"{num(m.get('w2s/ceiling'))} | {num(m.get('w2s/pgr')) if m.get('w2s/pgr') is not None else 'undefined'} | "
+                   f"{num(m.get('w2s/agreement'))} | {num(m.get('w2s/error_imitation'))} |")
+    return out + [""]
+
+
 def markdown(name: str, run: Run) -> str:
     start = run.started.detail if run.started else {}
     final = run.finished or run.last_finished
@@ -161,13 +366,16 @@ def markdown(name: str, run: Run) -> str:
             f"| baseline truth (generation 0) | {num(base)} |",
             f"| truth change vs baseline | {num(change, sign=True)} |",
             f"| promotions / vetoes / pauses | {count('promoted')} / {count('vetoed')} / {count('paused')} |",
+            f"| vetoed / paused by | {', '.join(f'{k} {v}' for k, v in veto_counts(run).items()) or '—'} |",
             f"| approvals | {approvals} |",
             f"| quarantined | {len(run.kept('quarantined'))} |", ""]
     if run.finished and run.finished.reasons:
         out += [f"Finished: {reasons(run.finished)}", ""]
 
     out += ["## Plots", "", "![proxy and truth per generation](plots/scores.png)", "",
-            "![gate probes, nominee vs incumbent](plots/gate.png)", ""]
+            "![Goodhart gap, truth regret and rank correlation per generation](plots/goodhart.png)", "",
+            "![gate probes, nominee vs incumbent](plots/gate.png)", "",
+            "![lineage: promoted successors and the nominees the gate stopped](plots/lineage.png)", ""]
 
     out += ["## Generations", "",
             "| gen | decision | incumbent | inc. proxy | inc. truth | best proxy | best truth | trained / quarantined |",
@@ -188,11 +396,22 @@ def markdown(name: str, run: Run) -> str:
         out += ["", f"{run.abandoned} events of attempts abandoned before a resume are not counted."]
     out.append("")
 
+    out += goodhart_section(run)
+    out += gate_timeline(run)
+    nodes = lineage(run)
+    if nodes:
+        out += ["## Lineage", "", "Each promoted successor under the incumbent it was built from; a vetoed or "
+                "paused nominee ends its branch.", "", "```", *lineage_tree(nodes), "```", ""]
+    out += w2s_section(run)
     out += time_table(run)
     out += ["## Gate decisions", ""]
-    for e in gate_events:
+    for e in gate_events:  # tests within tolerance fold away: what decided stays in sight
+        passed = [r for r in e.reasons if r.endswith(": ok")]
         out += [f"- generation {e.generation}: **{e.event}** nominee {short(e.successor)} "
-                f"vs incumbent {short(e.parent)}"] + [f"  - {r}" for r in e.reasons]
+                f"vs incumbent {short(e.parent)}"] + [f"  - {r}" for r in e.reasons if r not in passed]
+        if passed:
+            out += [f"  <details><summary>{len(passed)} tests within tolerance</summary>", "",
+                    *[f"  - {r}" for r in passed], "", "  </details>", ""]
     out += [] if gate_events else ["_No gate decisions after generation 0._"]
     out.append("")
 
@@ -248,7 +467,9 @@ def scores_plot(run: Run) -> bytes:
     truth = col("incumbent/truth")  # None becomes nan: a gap in the line, not a crash
     ax.scatter([e.generation for e in evaluated], [e.metrics.get("proxy") for e in evaluated],
                s=10, color="grey", alpha=0.35, label="candidate proxy")
-    ax.scatter(x, col("best/proxy"), marker="*", s=60, color="tab:purple", label="best candidate proxy")
+    ax.plot(x, col("best/proxy"), ":*", ms=8, color="tab:purple", label="best candidate proxy")
+    ax.plot(x, col("best/truth"), ":*", ms=8, color="tab:purple", markerfacecolor="none", alpha=0.7,
+            label="best candidate truth")
     ax.plot(x, col("incumbent/proxy"), "-o", ms=3, color="tab:blue", label="incumbent proxy")
     ax.plot(x, truth, "-o", ms=3, color="black", label="incumbent truth")
     for decision in GATE:
@@ -256,6 +477,11 @@ def scores_plot(run: Run) -> bytes:
         if at:
             ax.scatter(x[at], truth[at], marker=MARKERS[decision], s=80, color=COLORS[decision],
                        zorder=3, label=decision)
+    for e in run.kept("vetoed", "paused"):  # the gate timeline: what stopped each nominee
+        if e.generation >= 1:
+            ax.axvline(e.generation, color=COLORS[e.event], alpha=0.25, linewidth=4, zorder=0)
+            ax.annotate(", ".join(blockers(e)), (e.generation, 0.02), xycoords=("data", "axes fraction"),
+                        rotation=90, fontsize="x-small", color=COLORS[e.event], ha="right", va="bottom")
     ax.set(title="Proxy vs truth per generation", xlabel="generation", ylabel="score")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # generations are whole numbers
     ax.legend(fontsize="small")
@@ -307,13 +533,81 @@ def gate_plot(run: Run) -> bytes:
     return _png(fig)
 
 
+def goodhart_plot(run: Run) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(8, 5.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+    if not run.done:
+        _empty(top, "no generation finished yet")
+        bottom.set_axis_off()
+        return _png(fig)
+    nan = lambda v: math.nan if v is None else v  # noqa: E731  (a gap in the line, not a crash)
+    for ax, key, style, label in ((top, "gap/incumbent", "-o", "Goodhart gap (incumbent proxy - truth)"),
+                                  (top, "gap/selection", "--s", "selection gap (nominee - generation mean)"),
+                                  (top, "truth/regret", "-^", "truth regret (best truth so far - incumbent)"),
+                                  (bottom, "spearman/proxy_truth", "-o", "Spearman(proxy, truth), rolling")):
+        points = run.series(key)
+        ax.plot([g for g, _ in points], [nan(v) for _, v in points], style, ms=4, label=label)
+    top.axhline(0, color="grey", linewidth=0.8)
+    bottom.axhline(0, color="grey", linewidth=0.8)
+    bottom.set_ylim(-1.05, 1.05)
+    top.set(title="Does the proxy still track the truth?", ylabel="score difference")
+    bottom.set(xlabel="generation", ylabel="rank correlation")
+    bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
+    top.legend(fontsize="small")
+    bottom.legend(fontsize="small")
+    return _png(fig)
+
+
+def lineage_plot(run: Run) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(8, 4.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    nodes = lineage(run)
+    if not nodes:
+        _empty(ax, "no successor reached the gate yet")
+        return _png(fig)
+    where = {n.successor: (n.generation, n.truth) for n in nodes if n.lives}
+    labelled: set[str] = set()
+    for n in nodes:
+        truth = math.nan if n.truth is None else n.truth
+        if n.parent in where:
+            px, py = where[n.parent]
+            ax.plot([px, n.generation], [math.nan if py is None else py, truth], zorder=1,
+                    color="tab:green" if n.lives else COLORS[n.decision], linestyle="-" if n.lives else ":")
+        color = "black" if n.decision == "baseline" else COLORS[n.decision]
+        ax.scatter([n.generation], [truth], marker="o" if n.decision == "baseline" else MARKERS[n.decision],
+                   color=color, s=50, zorder=2, label=None if n.decision in labelled else n.decision)
+        labelled.add(n.decision)
+        if n.lives:
+            ax.annotate(n.successor[:8], (n.generation, truth), textcoords="offset points", xytext=(4, 4),
+                        fontsize="x-small")
+    ax.set(title="Lineage: each successor the gate decided on, linked to the incumbent it came from",
+           xlabel="generation", ylabel="truth")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize="small")
+    return _png(fig)
+
+
+PLOTS = {"scores.png": scores_plot, "goodhart.png": goodhart_plot, "gate.png": gate_plot,
+         "lineage.png": lineage_plot}
+
+
 def write_report(run_dir: Path | str) -> Path:
     """(Re)build `<run_dir>/report.md` and `<run_dir>/plots/*.png` from `ledger.jsonl`; return the
     report's path. A ledger that is not intact raises `loop.ledger.LedgerError`."""
     run_dir = Path(run_dir)
     run = parse(read(run_dir / "ledger.jsonl"))
-    atomic_write(run_dir / "plots" / "scores.png", scores_plot(run))
-    atomic_write(run_dir / "plots" / "gate.png", gate_plot(run))
+    for name, plot in PLOTS.items():
+        atomic_write(run_dir / "plots" / name, plot(run))
     report = run_dir / "report.md"
     atomic_write(report, markdown(run_dir.resolve().name, run).encode("utf-8"))
     return report

@@ -76,8 +76,13 @@ def baseline(ledger: Ledger, proxy: float, truth: float, sid: str = "base0000aaa
     return sid
 
 
-def table_row(report: str, gen: int) -> str:
-    rows = [line for line in report.splitlines() if line.startswith(f"| {gen} | ")]
+def section(report: str, title: str) -> str:
+    """The text under `## title`, up to the next section."""
+    return report.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def table_row(report: str, gen: int, title: str = "Generations") -> str:
+    rows = [line for line in section(report, title).splitlines() if line.startswith(f"| {gen} | ")]
     assert len(rows) == 1, rows
     return rows[0]
 
