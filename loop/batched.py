@@ -26,17 +26,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from loop.execution import (Quarantine, attempt, batch_plan, check_time_limit, finish, initial_model,
-                            quarantine_reason)
+from loop.execution import (Quarantine, attempt, batch_plan, check_time_limit, distillation_loss, finish,
+                            quarantine_reason, start_model)
+from loop.inherit import distill_weight, teacher_probs
 from loop.stages import Candidate, DataView, Quarantined, Split, Successor, TaskShape
 
 ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "gelu": F.gelu, "silu": F.silu}
 
 
-def population_key(candidate: Candidate) -> tuple | None:
-    """Candidates with equal keys can train as one population; None: train alone."""
+def population_key(candidate: Candidate, shape: TaskShape | None = None) -> tuple | None:
+    """Candidates with equal keys can train as one population; None: train alone. Only MLPs on
+    float features stack (an MLP on tokens has a one-hot layer in front)."""
     genome = candidate.genome
-    if genome.family != "mlp":
+    if genome.family != "mlp" or (shape is not None and shape.inputs != "features"):
         return None
     return (genome.arch["depth"], genome.arch["width"], genome.arch["activation"], genome.recipe["optimizer"])
 
@@ -51,7 +53,8 @@ def train_population(candidates: Sequence[Candidate], split: Split, shape: TaskS
     """Train same-shape MLP candidates as one stacked population."""
     start, device = time.perf_counter(), torch.device(shape.device)
     count = len(candidates)
-    models = [initial_model(c, shape) for c in candidates]
+    started = [start_model(c, shape) for c in candidates]
+    models, inherited = [m for m, _ in started], [how for _, how in started]
     linears = [[m for m in model.modules() if isinstance(m, nn.Linear)] for model in models]
     weights = [torch.stack([layers[j].weight.detach().T for layers in linears]).contiguous().to(device)
                for j in range(len(linears[0]))]
@@ -76,6 +79,12 @@ def train_population(candidates: Sequence[Candidate], split: Split, shape: TaskS
     decay = column([float(r["weight_decay"]) for r in recipes], device)
     dropout = column([float(c.genome.arch["dropout"]) for c in candidates], device)
     use_dropout = bool((dropout > 0).any())
+    # distillation: each model's weight on its teacher's distribution over the train rows
+    teachers = [teacher_probs(c, split, shape) for c in candidates]
+    distilling = any(t is not None for t in teachers)
+    if distilling:
+        soft = torch.stack([t if t is not None else torch.zeros(len(split), shape.n_classes) for t in teachers]).to(device)
+        weight = torch.tensor([distill_weight(c.genome) for c in candidates], device=device).view(-1, 1)
     noise = torch.Generator(device=device).manual_seed(candidates[0].seed)
     optimizer = str(recipes[0]["optimizer"])
     first = [torch.zeros_like(p) for p in params]  # momentum, or Adam's first moment
@@ -95,7 +104,11 @@ def train_population(candidates: Sequence[Candidate], split: Split, shape: TaskS
                 keep = torch.rand(hidden.shape, generator=noise, device=device) >= dropout
                 hidden = hidden * keep / (1 - dropout)
         logits = torch.baddbmm(biases[-1], hidden, weights[-1])
-        loss_each = F.cross_entropy(logits.flatten(0, 1), y[batch].flatten(), reduction="none").view(count, -1)
+        if distilling:
+            rows = torch.arange(count, device=device).view(-1, 1)
+            loss_each = distillation_loss(logits, y[batch], soft[rows, batch], weight)
+        else:
+            loss_each = F.cross_entropy(logits.flatten(0, 1), y[batch].flatten(), reduction="none").view(count, -1)
         loss = (loss_each * valid[:, t]).sum(1) / per_model_rows  # each model's mean over its own batch
         active = alive & (t < last)
         grads = torch.autograd.grad(torch.where(active, loss, 0.0).sum(), params)
@@ -122,7 +135,7 @@ def train_population(candidates: Sequence[Candidate], split: Split, shape: TaskS
                 layer.weight.copy_(weights[j][i].T)
                 layer.bias.copy_(biases[j][i, 0])
         try:
-            results.append(finish(candidate, model.to(device), x, y, steps[i]))
+            results.append(finish(candidate, model.to(device), x, y, steps[i], inherited[i]))
         except Quarantine as reason:
             results.append(Quarantined(candidate, str(reason)))
     return results
@@ -165,7 +178,7 @@ class Batched:
         split = data["train"]
         groups: dict[object, list[int]] = defaultdict(list)
         for i, candidate in enumerate(candidates):
-            groups[population_key(candidate) or ("alone", i)].append(i)
+            groups[population_key(candidate, task) or ("alone", i)].append(i)
         results: dict[int, Successor | Quarantined] = {}
         for members in groups.values():
             for at in range(0, len(members), self.chunk):

@@ -23,6 +23,7 @@ import numpy as np
 
 from loop.checkpoints import Checkpoints
 from loop.goodhart import goodhart_metrics
+from loop.inherit import uses_parent
 from loop.ledger import Event, Ledger, canonical, sha256_file
 from loop.objectives import split_hash
 from loop.stages import (Candidate, Decision, Evaluator, Execution, Gate, Generator, Genome, Objective,
@@ -103,7 +104,7 @@ class Engine:
     def __init__(self, run_dir: Path, stages: Stages, task: Task, seed: int, device: str,
                  config: dict[str, Any], say: Callable[[str], None] = print, anchor: Path | None = None):
         self.run_dir, self.stages, self.task, self.seed = run_dir, stages, task, seed
-        self.shape = TaskShape(task.in_features, task.n_classes, task.budget.steps, device)
+        self.shape = TaskShape.of(task, device, family=stages.space.family, gate=stages.gate)  # fails on a bad pairing
         self.config, self.say = config, say
         self.ledger = Ledger(run_dir / "ledger.jsonl", anchor=anchor)  # anchor: a copy of the head, elsewhere
         self.checkpoints = Checkpoints(run_dir)
@@ -199,7 +200,7 @@ class Engine:
     def train_candidates(self, g: int, genomes: Sequence[Genome],
                          parent: str | None) -> tuple[list[Scored], list[Quarantined]]:
         """Propose, train, checkpoint and score one generation's genomes, logging each step."""
-        candidates = [Candidate(f"{g}.{i}", genome, parent, derive_seed(self.seed, g, i))
+        candidates = [self.candidate(f"{g}.{i}", genome, parent, derive_seed(self.seed, g, i))
                       for i, genome in enumerate(genomes)]
         for c in candidates:
             self.log("proposed", g, parent=parent, detail={"candidate": c.key, "genome": c.genome.to_dict(),
@@ -211,6 +212,14 @@ class Engine:
             self.log("quarantined", g, parent=parent, reasons=[q.reason], detail={"candidate": q.candidate.key})
         return self.score(g, [r for r in results if isinstance(r, Successor)]), quarantined
 
+    def candidate(self, key: str, genome: Genome, parent: str | None, seed: int) -> Candidate:
+        """A candidate; it carries the incumbent's genome and weights only if its genome inherits
+        them or distils from the incumbent (execution sees nothing else of the incumbent)."""
+        if parent is None or not uses_parent(genome):
+            return Candidate(key, genome, parent, seed)
+        parent_genome = Genome.from_dict(self.checkpoints.load_card(parent)["genome"])
+        return Candidate(key, genome, parent, seed, parent_genome, self.checkpoints.load_arrays(parent))
+
     def score(self, g: int, trained: Sequence[Successor]) -> list[Scored]:
         """Checkpoint each trained successor, then score it with the proxy and the hidden truth."""
         scored = []
@@ -218,7 +227,7 @@ class Engine:
             with self.clock("checkpoints"):
                 weights_sha = self.checkpoints.save_weights(s.id, s.model)
             self.log("trained", g, successor=s.id, parent=s.candidate.parent, metrics=s.train,
-                     detail={"candidate": s.candidate.key, "weights_sha256": weights_sha})
+                     detail={"candidate": s.candidate.key, "weights_sha256": weights_sha, "inherited": s.inherited})
             with self.clock("evaluator"):
                 scores = self.stages.evaluator.evaluate(s.model, self.task.view("evaluator", "proxy"))
             with self.clock("truth"):
@@ -230,6 +239,7 @@ class Engine:
                 card_sha = self.checkpoints.save_card(s.id, {
                     "id": s.id, "generation": g, "candidate": s.candidate.key, "parent": s.candidate.parent,
                     "seed": s.candidate.seed, "genome": s.genome.to_dict(), "train": dict(s.train),
+                    "inherited": s.inherited,
                     "metrics": {k: round(v, 6) for k, v in metrics.items()}, "weights_sha256": weights_sha})
             self.log("evaluated", g, successor=s.id, parent=s.candidate.parent, metrics=metrics,
                      detail={"candidate": s.candidate.key, "card_sha256": card_sha})
@@ -260,11 +270,11 @@ class Engine:
         """Rebuild a past successor, its weights from its checkpoint and its scores from the ledger."""
         card = self.checkpoints.load_card(successor)
         genome = Genome.from_dict(card["genome"])
-        model = self.checkpoints.load_model(successor, genome, self.task.in_features, self.task.n_classes)
+        model = self.checkpoints.load_model(successor, genome, self.shape)
         evaluated = self.evaluated(successor)
         candidate = Candidate(card["candidate"], genome, card["parent"], card["seed"])
         proxy_extras = {k.split("/", 1)[1]: v for k, v in evaluated.metrics.items() if k.startswith("proxy/")}
-        return Scored(Successor(successor, candidate, model, card["train"]),
+        return Scored(Successor(successor, candidate, model, card["train"], card.get("inherited", "scratch")),
                       Scores(evaluated.metrics["proxy"], proxy_extras), evaluated.metrics["score"])
 
     def evaluated(self, successor: str) -> Event:

@@ -1,6 +1,6 @@
 """Execution: train candidates within the budget. Sees the train split only.
 
-`execution=serial` (the default for now) trains one candidate at a time on CPU or one GPU
+`execution=serial` trains one candidate at a time on CPU or one GPU
 (`device=auto`). A candidate whose training raises, produces NaN/inf or runs past its time limit
 is quarantined with the reason; the loop goes on.
 """
@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from loop.checkpoints import successor_id, weights_of
+from loop.inherit import distill_weight, inherit_into, teacher_probs
 from loop.stages import Candidate, DataView, Quarantined, Split, Successor, TaskShape
 from successors import build
 
@@ -48,11 +49,28 @@ def batch_plan(candidate: Candidate, rows: int, max_steps: int) -> torch.Tensor:
 def initial_model(candidate: Candidate, shape: TaskShape) -> torch.nn.Module:
     """The untrained model, initialised from the candidate's seed (which also seeds dropout)."""
     torch.manual_seed(candidate.seed)
-    return build(candidate.genome, shape.in_features, shape.n_classes)
+    return build(candidate.genome, shape)
+
+
+def start_model(candidate: Candidate, shape: TaskShape) -> tuple[torch.nn.Module, str]:
+    """The model training starts from: initialised from the candidate's seed, then filled with
+    its parent's weights where the genome inherits them (`loop.inherit`); and what happened."""
+    model = initial_model(candidate, shape)
+    return model, inherit_into(model, candidate, shape)
+
+
+def distillation_loss(logits: torch.Tensor, y: torch.Tensor, soft: torch.Tensor | None,
+                      weight: torch.Tensor | float) -> torch.Tensor:
+    """Per-row loss (any leading shape): cross-entropy with the gold labels, mixed with cross-entropy against the
+    teacher's distribution `soft` by `weight` (0: gold only; 1: the teacher only)."""
+    hard = F.cross_entropy(logits.flatten(0, -2), y.flatten(), reduction="none").view(y.shape)
+    if soft is None:
+        return hard
+    return (1 - weight) * hard - weight * (soft * F.log_softmax(logits, dim=-1)).sum(-1)
 
 
 def finish(candidate: Candidate, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-           steps: int) -> Successor:
+           steps: int, inherited: str = "scratch") -> Successor:
     """Check a trained model and make it a Successor: its final train loss, id and size."""
     model.eval()
     with torch.no_grad():
@@ -63,7 +81,8 @@ def finish(candidate: Candidate, model: torch.nn.Module, x: torch.Tensor, y: tor
     sid = successor_id(candidate.genome.to_dict(), weights_of(model))
     parameters = sum(p.numel() for p in model.parameters())
     # Deterministic facts only: these go into the ledger, which must repeat run for run.
-    return Successor(sid, candidate, model, {"train_loss": train_loss, "steps": steps, "parameters": parameters})
+    return Successor(sid, candidate, model, {"train_loss": train_loss, "steps": steps, "parameters": parameters},
+                     inherited)
 
 
 def train_candidate(candidate: Candidate, split: Split, shape: TaskShape, time_limit_s: float,
@@ -71,7 +90,11 @@ def train_candidate(candidate: Candidate, split: Split, shape: TaskShape, time_l
     """Train one candidate from scratch with its recipe; raise `Quarantine` on NaN/inf or timeout."""
     start = time.perf_counter()
     device = torch.device(shape.device)
-    model = initial_model(candidate, shape).to(device)
+    model, inherited = start_model(candidate, shape)
+    model = model.to(device)
+    soft = teacher_probs(candidate, split, shape)
+    soft = soft.to(device) if soft is not None else None
+    weight = distill_weight(candidate.genome)
     plan = batch_plan(candidate, len(split), shape.max_steps).to(device)
     steps = len(plan)
     optimizer = make_optimizer(candidate.genome.recipe, model.parameters())
@@ -79,7 +102,10 @@ def train_candidate(candidate: Candidate, split: Split, shape: TaskShape, time_l
     model.train()
     for step in range(1, steps + 1):
         index = plan[step - 1]
-        loss = F.cross_entropy(model(x[index]), y[index])
+        if soft is None:
+            loss = F.cross_entropy(model(x[index]), y[index])
+        else:
+            loss = distillation_loss(model(x[index]), y[index], soft[index], weight).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -89,7 +115,7 @@ def train_candidate(candidate: Candidate, split: Split, shape: TaskShape, time_l
                 raise Quarantine(f"training loss became {value} at step {step}/{steps}")
             if time.perf_counter() - start > time_limit_s:
                 raise Quarantine(f"ran past its time limit of {time_limit_s:g} s at step {step}/{steps}")
-    return finish(candidate, model, x, y, steps)
+    return finish(candidate, model, x, y, steps, inherited)
 
 
 def check_time_limit(value: object) -> None:

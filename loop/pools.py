@@ -30,37 +30,41 @@ from loop.execution import attempt, check_time_limit, quarantine_reason
 from loop.stages import Candidate, DataView, Genome, Quarantined, Split, Successor, TaskShape
 from successors import build
 
-# A candidate as plain data: (key, genome dict, parent, seed).
-Wire = tuple[str, dict[str, Any], "str | None", int]
-# What one training sends back: ("trained", id, weights, train metrics) or ("quarantined", reason).
+# A candidate as plain data: (key, genome dict, parent, seed, parent genome dict, parent weights);
+# the last two are None unless the genome inherits or distils from the incumbent.
+Wire = tuple[str, dict[str, Any], "str | None", int, "dict[str, Any] | None", "dict[str, np.ndarray] | None"]
+# What one training sends back: ("trained", id, weights, train metrics, inherited) or ("quarantined", reason).
 Outcome = tuple[Any, ...]
 
 
 def to_wire(candidate: Candidate) -> Wire:
-    return candidate.key, candidate.genome.to_dict(), candidate.parent, candidate.seed
+    parent_genome = candidate.parent_genome.to_dict() if candidate.parent_genome is not None else None
+    weights = dict(candidate.parent_weights) if candidate.parent_weights is not None else None
+    return candidate.key, candidate.genome.to_dict(), candidate.parent, candidate.seed, parent_genome, weights
 
 
 def train_wired(wire: Wire, split: Split, shape: TaskShape, time_limit_s: float) -> Outcome:
     """Train one candidate as `Serial` does, quarantine reasons word for word, and answer in plain
     data that pickles."""
-    key, genome, parent, seed = wire
-    candidate = Candidate(key, Genome.from_dict(genome), parent, seed)
+    key, genome, parent, seed, parent_genome, parent_weights = wire
+    candidate = Candidate(key, Genome.from_dict(genome), parent, seed,
+                          Genome.from_dict(parent_genome) if parent_genome is not None else None, parent_weights)
     result = attempt(candidate, split, shape, time_limit_s)
     if isinstance(result, Quarantined):
         return ("quarantined", result.reason)
-    return ("trained", result.id, weights_of(result.model), dict(result.train))
+    return ("trained", result.id, weights_of(result.model), dict(result.train), result.inherited)
 
 
 def rebuild(candidate: Candidate, outcome: Outcome, shape: TaskShape) -> Successor | Quarantined:
     """Turn a worker's answer back into the record `Serial` would have returned."""
     if outcome[0] == "quarantined":
         return Quarantined(candidate, outcome[1])
-    _, sid, weights, train = outcome
-    model = build(candidate.genome, shape.in_features, shape.n_classes)
+    _, sid, weights, train, inherited = outcome
+    model = build(candidate.genome, shape)
     # np.array copies: arrays from Ray's object store are read-only, torch wants writable memory
     model.load_state_dict({name: torch.from_numpy(np.array(array)) for name, array in weights.items()})
     model.eval()  # as train_candidate leaves it
-    return Successor(sid, candidate, model, train)
+    return Successor(sid, candidate, model, train, inherited)
 
 
 def split_arrays(split: Split) -> tuple[np.ndarray, np.ndarray]:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # torch is only imported where a command needs it
     from torch import nn
 
 GeneValue = int | float | str
+InputKind = Literal["features", "tokens"]  # float feature vectors, or integer token ids
 
 
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -122,9 +123,17 @@ class Task:
     name: str
     splits: Mapping[str, Split]  # train, proxy, audit, probe, truth
     budget: Budget
-    in_features: int
+    in_features: int  # features per item (float inputs), or tokens per item (token inputs)
     n_classes: int
     compute_penalty: float = 0.0  # score = proxy - compute_penalty * log10(parameters)
+    inputs: InputKind = "features"  # x is float (N, in_features), or "tokens": long ids (N, seq_len)
+    vocab: int = 0  # token inputs: ids lie in [0, vocab)
+    seq_len: int = 0  # token inputs: ids per item (= in_features)
+    image: tuple[int, ...] = ()  # float inputs that are a flattened image: (height, width)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "image", tuple(self.image))
+        check_inputs(self.name, self.inputs, self.in_features, self.vocab, self.seq_len, self.image)
 
     def score(self, proxy: float, parameters: int) -> float:
         """How metrics become the one scalar promotion compares."""
@@ -142,6 +151,10 @@ class Candidate:
     genome: Genome
     parent: str | None  # id of the incumbent it was derived from
     seed: int  # drives initialisation, batch order and dropout
+    # The incumbent's genome and weights (numpy arrays, plain data that travels to workers), given
+    # only where the genome inherits them or distils from the incumbent (DESIGN, "who sees what").
+    parent_genome: Genome | None = None
+    parent_weights: "Mapping[str, np.ndarray] | None" = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -152,6 +165,7 @@ class Successor:
     candidate: Candidate
     model: "nn.Module"
     train: Mapping[str, float]  # train_loss, steps, seconds, parameters
+    inherited: str = "scratch"  # where its starting weights came from: scratch, copied, grown, grown-approx
 
     @property
     def genome(self) -> Genome:
@@ -302,9 +316,66 @@ class Gate(Protocol):
 
 @dataclass(frozen=True)
 class TaskShape:
-    """What execution needs to know of the task, without its held-out data."""
+    """What execution needs to know of the task, without its held-out data: enough to build a
+    model for its inputs (`successors.build(genome, shape)`) and train it."""
 
     in_features: int
     n_classes: int
     max_steps: int
     device: str
+    inputs: InputKind = "features"  # as `Task.inputs`
+    vocab: int = 0
+    seq_len: int = 0
+    image: tuple[int, ...] = ()
+    objective: str = ""  # the task's name, for error messages
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "image", tuple(self.image))
+        check_inputs(self.objective or "task", self.inputs, self.in_features, self.vocab, self.seq_len, self.image)
+
+    @classmethod
+    def of(cls, task: Task, device: str, max_steps: int | None = None, family: str | None = None,
+           gate: object = None) -> "TaskShape":
+        """The shape of `task` (at most `max_steps` steps a candidate, default its budget's). With
+        `family` and `gate`, both are asked whether they can take these inputs (`successors.check_task`,
+        the gate's `check_task(shape)` where it has one), so a pairing that cannot work (a
+        transformer on image features, an image probe on tokens) fails before the run starts, as a
+        `ConfigError`."""
+        from loop.config import ConfigError
+
+        shape = cls(task.in_features, task.n_classes, task.budget.steps if max_steps is None else max_steps,
+                    device, task.inputs, task.vocab, task.seq_len, task.image, task.name)
+        try:
+            if family is not None:
+                from successors import check_task
+
+                check_task(family, shape)
+            if hasattr(gate, "check_task"):
+                gate.check_task(shape)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        return shape
+
+    def describe(self) -> str:
+        """How a person names these inputs: "64 float features (an 8x8 image)", "2 tokens of 31"."""
+        if self.inputs == "tokens":
+            return f"sequences of {self.seq_len} tokens from a vocabulary of {self.vocab}"
+        image = f" (a {'x'.join(map(str, self.image))} image)" if self.image else ""
+        return f"{self.in_features} float features{image}"
+
+
+INPUT_KINDS = ("features", "tokens")
+
+
+def check_inputs(name: str, inputs: str, in_features: int, vocab: int, seq_len: int,
+                 image: Sequence[int]) -> None:
+    """An objective's input description must be whole: tokens need a vocabulary and a length equal
+    to `in_features`; an image's pixels must number `in_features`."""
+    if inputs not in INPUT_KINDS:
+        raise ValueError(f"{name}: inputs={inputs!r} is not one of {list(INPUT_KINDS)}")
+    if inputs == "tokens" and (vocab < 2 or seq_len < 1 or seq_len != in_features):
+        raise ValueError(f"{name}: token inputs need vocab >= 2 and seq_len = in_features >= 1, got "
+                         f"vocab={vocab}, seq_len={seq_len}, in_features={in_features}")
+    if image and (inputs != "features" or math.prod(image) != in_features):
+        raise ValueError(f"{name}: image={tuple(image)} must describe float features whose pixels number "
+                         f"in_features={in_features}")
