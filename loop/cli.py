@@ -3,6 +3,7 @@
     rsi-loop [overrides]                   run an experiment (Hydra: -m, --cfg, --help, --config-dir)
     rsi-loop resume=<run_dir>              continue a stopped or crashed run in place
     rsi-loop-report <run_dir>              rebuild report.md and plots/ from the ledger alone
+    rsi-loop-report <multirun_dir>         ... for every run of a sweep, plus one comparing them
     rsi-loop-verify <run_dir>              check ledger chain, checkpoints and recorded hashes
     rsi-loop-approve <run_dir> --by NAME --reason TEXT   lift a pause
 
@@ -58,6 +59,8 @@ def build_stages(cfg: DictConfig):
     seed = cfg.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be a whole number >= 0, got {seed!r}")
+    if not isinstance(cfg.get("weak_to_strong", False), bool):
+        raise ConfigError(f"weak_to_strong must be true or false, got {cfg.get('weak_to_strong')!r}")
     for key in (*STAGES, "successor", "tracker"):
         if key not in cfg:
             raise ConfigError(f"the config has no {key!r} group; choose one with `{key}=<name>`")
@@ -197,17 +200,31 @@ def _run_dir_arg(parser: argparse.ArgumentParser, argv: list[str] | None) -> tup
 
 
 def report_main(argv: list[str] | None = None) -> None:
-    """`rsi-loop-report <run_dir>`: rebuild report.md and plots/ from the ledger alone."""
+    """`rsi-loop-report <run_dir | multirun_dir> [--target T]`: rebuild report.md and plots/ from the
+    ledger alone; for a multirun directory, every run's report and one comparing the runs."""
+    from loop.compare import TARGET, BrokenRuns, SweepError, write_sweep_report
     from loop.ledger import LedgerError
     from loop.report import write_report
 
     parser = argparse.ArgumentParser(prog="rsi-loop-report", description=report_main.__doc__)
-    parser.add_argument("run_dir")
-    _, run_dir = _run_dir_arg(parser, argv)
+    parser.add_argument("run_dir", metavar="DIR", help="a run directory (holds ledger.jsonl) or a multirun "
+                        "directory (its subdirectories are runs, e.g. multirun/<date>/<time>)")
+    parser.add_argument("--target", type=float, default=TARGET, help="the truth an incumbent must reach for "
+                        f"generations-to-target in a multirun report (default {TARGET})")
+    args = parser.parse_args(argv)
+    path = Path(args.run_dir)
+    if not (path / "ledger.jsonl").is_file():  # not one run: a sweep of them, or bad usage
+        try:
+            print(write_sweep_report(path, args.target))
+        except BrokenRuns as err:  # like one run's broken ledger: exit 1, as rsi-loop-verify would
+            fail(str(err), 1)
+        except SweepError as err:
+            parser.exit(2, f"error: {err}\n")
+        return
     try:
-        print(write_report(run_dir))
+        print(write_report(path))
     except LedgerError as err:
-        fail(f"{err}; check the run with `rsi-loop-verify {run_dir}`", 1)
+        fail(f"{err}; check the run with `rsi-loop-verify {path}`", 1)
 
 
 def verify_main(argv: list[str] | None = None) -> None:

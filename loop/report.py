@@ -182,7 +182,7 @@ def spread(values: Iterable[float | None], sign: bool = False) -> str:
     vs = finite(values)
     if not vs:
         return "—"
-    if len(vs) == 1:
+    if min(vs) == max(vs):
         return num(vs[0], sign)
     return f"{num(statistics.median(vs), sign)} ({num(min(vs), sign)}–{num(max(vs), sign)})"
 
@@ -601,11 +601,12 @@ PLOTS = {"scores.png": scores_plot, "goodhart.png": goodhart_plot, "gate.png": g
          "lineage.png": lineage_plot}
 
 
-def write_report(run_dir: Path | str) -> Path:
-    """(Re)build `<run_dir>/report.md` and `<run_dir>/plots/*.png` from `ledger.jsonl`; return the
-    report's path. A ledger that is not intact raises `loop.ledger.LedgerError`."""
+def write_report(run_dir: Path | str, run: Run | None = None) -> Path:
+    """(Re)build `<run_dir>/report.md` and `<run_dir>/plots/*.png` from `ledger.jsonl` (or from
+    `run`, already parsed from it); return the report's path. A ledger that is not intact raises
+    `loop.ledger.LedgerError`."""
     run_dir = Path(run_dir)
-    run = parse(read(run_dir / "ledger.jsonl"))
+    run = parse(read(run_dir / "ledger.jsonl")) if run is None else run
     for name, plot in PLOTS.items():
         atomic_write(run_dir / "plots" / name, plot(run))
     report = run_dir / "report.md"

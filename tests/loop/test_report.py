@@ -42,8 +42,11 @@ def candidates(ledger: Ledger, gen: int, incumbent: str | None,
 
 def generation(ledger: Ledger, gen: int, incumbent: str, inc: tuple[float, float],
                scored: list[tuple[str, float, float]], decision: str, quarantined: list[str] = (),
-               probes: dict[str, tuple[float, float]] | None = None, why: str = "ok") -> str:
-    """One whole generation; returns the incumbent after it. `inc` is the incumbent's (proxy, truth)."""
+               probes: dict[str, tuple[float, float]] | None = None, why: str | list[str] = "ok",
+               extra: dict[str, float | None] | None = None) -> str:
+    """One whole generation; returns the incumbent after it. `inc` is the incumbent's (proxy, truth);
+    `why` the gate's reasons; `extra` more `generation_finished` metrics (Goodhart, w2s/*)."""
+    why = [why] if isinstance(why, str) else why
     candidates(ledger, gen, incumbent, scored, quarantined)
     best = max(scored, key=lambda s: s[1]) if scored else (None, NAN, NAN)
     after, after_scores = incumbent, inc
@@ -53,15 +56,15 @@ def generation(ledger: Ledger, gen: int, incumbent: str, inc: tuple[float, float
         metrics = {}
         for name, (nominee, old) in (probes or {}).items():
             metrics |= {f"probe/{name}": nominee, f"probe/{name}/incumbent": old}
-        ledger.append(decision, gen, successor=best[0], parent=incumbent, metrics=metrics, reasons=[why])
+        ledger.append(decision, gen, successor=best[0], parent=incumbent, metrics=metrics, reasons=why)
         if decision == "promoted":
             after, after_scores = best[0], best[1:]
     else:
-        ledger.append("not_nominated", gen, reasons=[why])
+        ledger.append("not_nominated", gen, reasons=why)
     ledger.append("generation_finished", gen, successor=after,
                   metrics={"incumbent/proxy": after_scores[0], "incumbent/truth": after_scores[1],
                            "incumbent/score": after_scores[0], "best/proxy": best[1], "best/truth": best[2],
-                           "trained": len(scored), "quarantined": len(quarantined)},
+                           "trained": len(scored), "quarantined": len(quarantined), **(extra or {})},
                   detail={"decision": decision})
     return after
 
