@@ -23,7 +23,8 @@ import numpy as np
 
 from loop.checkpoints import Checkpoints
 from loop.goodhart import goodhart_metrics
-from loop.inherit import uses_parent
+from loop.inherit import distill_weight, uses_parent
+from loop.w2s import ceiling_genome, w2s_metrics
 from loop.ledger import Event, Ledger, canonical, sha256_file
 from loop.objectives import split_hash
 from loop.stages import (Candidate, Decision, Evaluator, Execution, Gate, Generator, Genome, Objective,
@@ -110,6 +111,9 @@ class Engine:
         self.checkpoints = Checkpoints(run_dir)
         self.events: list[Event] = []
         self.clock = Clock()
+        self.weak_to_strong = bool(config.get("weak_to_strong", False))  # measure PGR (loop/w2s.py)
+        self.extra: dict[str, float] = {}  # this generation's measurements for the ledger only
+        self.notes: list[str] = []  # and what they show, for generation_finished's reasons
 
     # --- the run ---------------------------------------------------------------------------
 
@@ -153,7 +157,7 @@ class Engine:
         return self.finish_generation(0, scored[0], scored, 0, "baseline")
 
     def generation(self, g: int, state: RunState) -> RunState:
-        self.clock = Clock()
+        self.clock, self.extra, self.notes = Clock(), {}, []
         incumbent = self.scored(state.incumbent)
         baseline = self.scored(state.baseline)
 
@@ -173,6 +177,11 @@ class Engine:
                 f"integrity: {', '.join(changed)} changed while generation {g} was trained and scored",
                 "hard veto of every candidate of this generation; the loop pauses until a person approves"])
             return self.finish_generation(g, incumbent, scored, len(quarantined), "paused")
+
+        # weak-to-strong: the best student against its teacher and its gold-trained twin (truth only)
+        if self.weak_to_strong:
+            with self.clock("weak_to_strong"):
+                self.measure_weak_to_strong(g, incumbent, scored)
 
         # promotion: nominate the best, if it beats the incumbent
         with self.clock("promotion"):
@@ -220,6 +229,26 @@ class Engine:
         parent_genome = Genome.from_dict(self.checkpoints.load_card(parent)["genome"])
         return Candidate(key, genome, parent, seed, parent_genome, self.checkpoints.load_arrays(parent))
 
+    def measure_weak_to_strong(self, g: int, teacher: Scored, scored: Sequence[Scored]) -> None:
+        """Train the best student's ceiling twin (same genome, seed and inheritance; gold labels)
+        and put PGR, agreement and error imitation on the truth split into this generation's
+        ledger metrics. Nothing of it flows back into the loop."""
+        students = [s for s in scored if distill_weight(s.successor.genome) > 0]
+        if not students:
+            self.notes.append("weak-to-strong: no candidate of this generation learned from the teacher")
+            return
+        student = max(students, key=lambda s: s.score)
+        twin = self.candidate(f"{g}.ceiling", ceiling_genome(student.successor.genome), teacher.id,
+                              student.successor.candidate.seed)
+        (ceiling,) = self.stages.execution.train([twin], self.task.view("execution", "train"), self.shape)
+        if isinstance(ceiling, Quarantined):
+            self.notes.append(f"weak-to-strong: the ceiling twin of {student.id} could not be trained: {ceiling.reason}")
+            return
+        metrics, note = w2s_metrics(teacher.successor.model, student.successor.model, ceiling.model,
+                                    self.task.view("truth", "truth")["truth"])
+        self.extra |= metrics
+        self.notes.append(f"{note}; student {student.id}")
+
     def score(self, g: int, trained: Sequence[Successor]) -> list[Scored]:
         """Checkpoint each trained successor, then score it with the proxy and the hidden truth."""
         scored = []
@@ -255,9 +284,10 @@ class Engine:
         if best is not None:
             metrics |= {"best/proxy": best.scores.proxy, "best/truth": self.truth_of(best.id)}
         metrics |= goodhart_metrics(self.events, g, incumbent.id, nominee)  # for the ledger only
+        metrics |= self.extra
         seconds = self.clock.split()
         self.log("generation_finished", g, successor=incumbent.id, metrics=metrics,
-                 reasons=[f"{decision}: incumbent {incumbent.id}"],
+                 reasons=[f"{decision}: incumbent {incumbent.id}", *self.notes],
                  detail={"decision": decision, "seconds": seconds})  # seconds: wall time, varies run to run
         self.stages.tracker.log(g, {**metrics, **{f"seconds/{k}": v for k, v in seconds.items()}})
         self.say(f"gen {g:>3}/{self.task.budget.generations}  best proxy "

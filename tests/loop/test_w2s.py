@@ -1,0 +1,77 @@
+"""Weak-to-strong: PGR, agreement and error imitation, and the loop that measures them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import compose_config, ledger_events, run_loop
+
+from loop.stages import Split
+from loop.w2s import MIN_GAP, w2s_metrics
+
+
+class Fixed(nn.Module):
+    """A 'model' that answers fixed labels for the 10 truth items (its input is the item index)."""
+
+    def __init__(self, answers: list[int]):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))  # predict.logits reads a parameter's device
+        self.answers = torch.tensor(answers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.one_hot(self.answers[x.long().flatten()], 3).float() * self.scale
+
+
+TRUTH = Split(torch.arange(10).float().view(-1, 1), torch.tensor([0] * 10))
+
+
+def test_pgr_agreement_and_error_imitation_by_hand():
+    weak = Fixed([0] * 6 + [1] * 4)  # 0.6, wrong on items 6-9
+    student = Fixed([0] * 8 + [1] * 2)  # 0.8: right on 6, 7; copies the teacher's errors on 8, 9
+    ceiling = Fixed([0] * 10)  # 1.0
+    metrics, note = w2s_metrics(weak, student, ceiling, TRUTH)
+    assert metrics["w2s/weak"] == pytest.approx(0.6) and metrics["w2s/ceiling"] == pytest.approx(1.0)
+    assert metrics["w2s/pgr"] == pytest.approx((0.8 - 0.6) / (1.0 - 0.6))
+    assert metrics["w2s/agreement"] == pytest.approx(0.8)  # agrees everywhere but items 6, 7
+    assert metrics["w2s/error_imitation"] == pytest.approx(0.5)  # 2 of the teacher's 4 errors copied
+    assert "PGR 0.50" in note
+
+
+def test_pgr_is_undefined_when_the_ceiling_barely_beats_the_teacher():
+    weak = Fixed([0] * 9 + [1])
+    metrics, note = w2s_metrics(weak, Fixed([0] * 10), Fixed([0] * 9 + [2]), TRUTH)
+    assert 0.9 - 0.9 < MIN_GAP and "w2s/pgr" not in metrics
+    assert "undefined" in note and "w2s/agreement" in metrics
+
+
+def test_the_experiment_composes_with_every_student_taught_by_its_teacher():
+    cfg = compose_config("experiment=weak_to_strong")
+    assert cfg.weak_to_strong is True
+    assert cfg.successor.space.recipe.distill.low == cfg.successor.space.recipe.distill.high == 1.0
+
+
+def test_a_weak_to_strong_loop_writes_pgr_for_every_generation(tmp_path):
+    run_loop(tmp_path / "run", "weak_to_strong=true", "successor.init.recipe.distill=1.0",
+             "successor.space.recipe.distill.low=1.0", "gate=off")
+    finished = [e for e in ledger_events(tmp_path / "run") if e.event == "generation_finished"]
+    assert not any(k.startswith("w2s/") for k in finished[0].metrics)  # generation 0: no teacher
+    for e in finished[1:]:
+        assert {"w2s/weak", "w2s/student", "w2s/ceiling", "w2s/agreement", "w2s/error_imitation"} <= set(e.metrics)
+        assert any(r.startswith("weak-to-strong:") for r in e.reasons)
+        if e.metrics["w2s/ceiling"] - e.metrics["w2s/weak"] >= MIN_GAP:
+            m = e.metrics
+            assert m["w2s/pgr"] == pytest.approx((m["w2s/student"] - m["w2s/weak"]) / (m["w2s/ceiling"] - m["w2s/weak"]),
+                                                 abs=1e-5)
+    # the teacher of generation g is the incumbent going into it: its truth is the ledger's
+    incumbent_truth = {e.generation: e.metrics["incumbent/truth"] for e in finished}
+    for e in finished[1:]:
+        assert e.metrics["w2s/weak"] == pytest.approx(incumbent_truth[e.generation - 1], abs=1e-5)
+
+
+def test_weak_to_strong_must_be_a_boolean(tmp_path):
+    from loop.cli import ConfigError, build_stages
+
+    with pytest.raises(ConfigError, match="weak_to_strong must be true or false"):
+        build_stages(compose_config("weak_to_strong=sometimes"))
