@@ -20,6 +20,8 @@ from loop.stages import Genome
 if TYPE_CHECKING:
     from torch import nn
 
+    from loop.stages import TaskShape
+
 ID_LENGTH = 16  # hex characters: 64 bits, ample for the thousands of successors of a run
 
 
@@ -70,13 +72,13 @@ class Checkpoints:
 
         return load_file(str(self.weights_path(successor)))
 
-    def load_model(self, successor: str, genome: Genome, in_features: int, n_classes: int,
-                   device: str = "cpu") -> "nn.Module":
+    def load_model(self, successor: str, genome: Genome, shape: "TaskShape", device: str = "cpu") -> "nn.Module":
+        """Rebuild a successor for the task's inputs (`shape`) and load its saved weights."""
         from safetensors.torch import load_file
 
         from successors import build
 
-        model = build(genome, in_features, n_classes)
+        model = build(genome, shape)
         model.load_state_dict(load_file(str(self.weights_path(successor)), device="cpu"))
         return model.to(device)
 

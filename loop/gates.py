@@ -8,7 +8,9 @@ correction across every test. Pre-registered tripwires (hashed into the ledger a
 loop until a person runs `rsi-loop-approve`.
 
 `gate=strict`: tighter tolerances and tripwires. `gate=human`: the probes, then a person approves
-every promotion. `gate=off`: every nominee is promoted.
+every promotion. `gate=off`: every nominee is promoted. `gate=tokens`: the probes that read token
+inputs (objective=modular_arithmetic, sequence). A probe that cannot read the task's inputs says so
+before the run starts (`check_task`), never mid-run.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from loop.paired import Comparison, accuracy_regression, bootstrap_regression, holm
-from loop.stages import DataView, Decision, Past, Probe, Readout, Scored
+from loop.stages import DataView, Decision, Past, Probe, Readout, Scored, TaskShape
 
 
 @dataclass
@@ -122,6 +124,21 @@ class Probes:
         if len(set(names)) != len(names):
             raise ValueError(f"gate.probes must have distinct names, got {names}")
 
+    def check_task(self, shape: TaskShape) -> None:
+        """Every probe that cannot read the task's inputs, in one error, before the run starts."""
+        problems = []
+        for probe in self.probes:
+            try:
+                getattr(probe, "check_task", lambda _: None)(shape)
+            except ValueError as err:
+                problems.append(err.brief() if hasattr(err, "brief") else str(err))
+        if problems:
+            hint = "use gate=tokens, which holds the probes that read token inputs" if shape.inputs == "tokens" \
+                else "leave those probes out of gate.probes or set them as suggested"
+            raise ValueError(f"gate: {len(problems)} of its {len(self.probes)} probes cannot run on objective="
+                             f"{shape.objective or '?'}, which gives {shape.describe()}: {'; '.join(problems)}. "
+                             f"{hint}")
+
     def readouts(self, scored: Scored, data: DataView, reference: Any) -> dict[str, Readout]:
         if scored.id not in self._cache:
             self._cache[scored.id] = {r.metric: r for probe in self.probes
@@ -189,6 +206,9 @@ class Human:
     timeout_s: float = 0.0  # how long an unattended run waits for the approval file
     poll_s: float = 1.0
     interactive: bool | None = None  # None: ask at the terminal when stdin is one
+
+    def check_task(self, shape: TaskShape) -> None:
+        self.checks.check_task(shape)
 
     def review(self, nominee: Scored, incumbent: Scored, baseline: Scored, data: DataView,
                history: Sequence[Past]) -> Decision:

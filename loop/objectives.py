@@ -1,7 +1,8 @@
 """Objectives: what is improved, on which data, under which budget, and how metrics become a score.
 
 `objective=digits` (the default) uses scikit-learn's bundled 8x8 digits (1,797 images, no
-download), split once with a fixed seed into the five splits the stages see:
+download); `objective=modular_arithmetic` and `objective=sequence` generate token tasks in-process.
+Each is split once with a fixed seed into the five splits the stages see:
 
     train  -> execution            proxy -> evaluator        audit, probe -> control gate
     truth  -> the hidden truth evaluator (feeds only the ledger and the report)
@@ -11,9 +12,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from loop.stages import Budget, Split, Task
+
+if TYPE_CHECKING:
+    import torch
 
 SPLITS = ("train", "proxy", "audit", "probe", "truth")
 
@@ -36,9 +40,29 @@ def _check_fractions(fractions: Mapping[str, float]) -> dict[str, float]:
     return {k: float(fractions[k]) for k in SPLITS}
 
 
+def _check_count(key: str, value: object, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"objective.{key} must be a whole number >= {low}, got {value!r}")
+    return value
+
+
+def split_items(x: "torch.Tensor", y: "torch.Tensor", fractions: Mapping[str, float],
+                seed: int) -> dict[str, Split]:
+    """Shuffle the items once with `seed` and cut them into the five splits by `fractions`; the
+    last split takes what rounding leaves. Disjoint by construction."""
+    import numpy as np
+    import torch
+
+    order = torch.from_numpy(np.random.default_rng(seed).permutation(len(y)))
+    bounds = np.cumsum([0] + [round(fractions[s] * len(y)) for s in SPLITS])
+    bounds[-1] = len(y)
+    return {name: Split(x[order[a:b]], y[order[a:b]]) for name, a, b in zip(SPLITS, bounds[:-1], bounds[1:])}
+
+
 @dataclass
-class Digits:
-    """scikit-learn's bundled 8x8 digits, 10 classes. Selected with `objective=digits`."""
+class Generated:
+    """What every objective shares: budget, split fractions, split seed and the compute penalty,
+    checked when the objective is built."""
 
     budget: Budget
     fractions: Mapping[str, float]
@@ -53,18 +77,100 @@ class Digits:
                 or self.compute_penalty < 0:
             raise ValueError(f"objective.compute_penalty must be a number >= 0, got {self.compute_penalty!r}")
 
+
+@dataclass
+class Digits(Generated):
+    """scikit-learn's bundled 8x8 digits, 10 classes. Selected with `objective=digits`."""
+
     def prepare(self) -> Task:
-        import numpy as np
         import torch
         from sklearn.datasets import load_digits
 
         data = load_digits()
         x = torch.tensor(data.data / 16.0, dtype=torch.float32)  # pixels 0..16 -> 0..1
         y = torch.tensor(data.target, dtype=torch.long)
-        order = torch.from_numpy(np.random.default_rng(self.split_seed).permutation(len(y)))
-        bounds = np.cumsum([0] + [round(self.fractions[s] * len(y)) for s in SPLITS])
-        bounds[-1] = len(y)
-        splits = {name: Split(x[order[a:b]], y[order[a:b]])
-                  for name, a, b in zip(SPLITS, bounds[:-1], bounds[1:])}
-        return Task("digits", splits, self.budget, in_features=64, n_classes=10,
-                    compute_penalty=float(self.compute_penalty))
+        return Task("digits", split_items(x, y, self.fractions, self.split_seed), self.budget,
+                    in_features=64, n_classes=10, compute_penalty=float(self.compute_penalty), image=(8, 8))
+
+
+@dataclass
+class ModularArithmetic(Generated):
+    """(a + b) mod p: each item is the token pair (a, b), both in [0, p), labelled (a + b) mod p.
+    All p*p pairs are split, so the proxy, probe and truth splits hold pairs never trained on:
+    the model must learn the operation, not the table (the setting of Power et al. 2022,
+    "Grokking"). Chance is 1/p. Selected with `objective=modular_arithmetic`."""
+
+    p: int = 31  # the modulus: p*p items, p classes; 31 gives 961 items, as many as digits' ~1,800 halves
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_count("p", self.p, 2)
+
+    def prepare(self) -> Task:
+        import torch
+
+        a, b = torch.meshgrid(torch.arange(self.p), torch.arange(self.p), indexing="ij")
+        x = torch.stack([a.flatten(), b.flatten()], 1)
+        y = (x[:, 0] + x[:, 1]) % self.p
+        return Task("modular_arithmetic", split_items(x, y, self.fractions, self.split_seed), self.budget,
+                    in_features=2, n_classes=self.p, compute_penalty=float(self.compute_penalty),
+                    inputs="tokens", vocab=self.p, seq_len=2)
+
+
+SEQUENCE_MODES = ("copy", "reverse")
+
+
+@dataclass
+class SequenceTask(Generated):
+    """Copy or reverse a random token sequence, one answer per item.
+
+    The loop's evaluators, the gate's paired tests and its probes expect one integer label per
+    item (`y` of shape (N,)), so an item does not ask for the whole output sequence: it is the
+    sequence s (`length` tokens in [0, vocab)) followed by one query token naming a position q
+    (token vocab + q), and its label is the token at position q of the output, s[q] to copy,
+    s[length - 1 - q] to reverse. Inputs are thus `length + 1` tokens from a vocabulary of
+    `vocab + length`; there are `vocab` classes (chance 1/vocab). The (s, q) pairs are drawn
+    without repeats from the split seed, so no item is in two splits. Selected with
+    `objective=sequence` (`objective.mode=reverse` to reverse).
+    """
+
+    mode: str = "copy"  # copy or reverse
+    length: int = 6  # tokens per sequence
+    vocab: int = 8  # distinct tokens (and classes)
+    items: int = 2000  # (sequence, query) items in all splits together
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mode not in SEQUENCE_MODES:
+            raise ValueError(f"objective.mode={self.mode!r} is not one of {list(SEQUENCE_MODES)}")
+        _check_count("length", self.length, 1)
+        _check_count("vocab", self.vocab, 2)
+        _check_count("items", self.items, len(SPLITS))
+        distinct = self.vocab ** self.length * self.length
+        if self.items > distinct:
+            raise ValueError(f"objective.items={self.items} is more than the {distinct} distinct items of "
+                             f"vocab={self.vocab}, length={self.length}; lower items or raise vocab or length")
+
+    def prepare(self) -> Task:
+        import numpy as np
+        import torch
+
+        rng = np.random.default_rng(self.split_seed)
+        seen: set[bytes] = set()
+        rows: list[np.ndarray] = []
+        while len(rows) < self.items:  # draw (sequence, query) rows, keeping the first of any repeat
+            draws = np.concatenate([rng.integers(0, self.vocab, (self.items, self.length)),
+                                    rng.integers(0, self.length, (self.items, 1))], 1)
+            for row in draws:
+                if row.tobytes() not in seen and len(rows) < self.items:
+                    seen.add(row.tobytes())
+                    rows.append(row)
+        items = torch.from_numpy(np.stack(rows))
+        sequence, query = items[:, :-1], items[:, -1]
+        position = query if self.mode == "copy" else self.length - 1 - query
+        y = sequence[torch.arange(len(items)), position]
+        x = torch.cat([sequence, (self.vocab + query)[:, None]], 1)
+        return Task("sequence", split_items(x, y, self.fractions, self.split_seed), self.budget,
+                    in_features=self.length + 1, n_classes=self.vocab,
+                    compute_penalty=float(self.compute_penalty), inputs="tokens",
+                    vocab=self.vocab + self.length, seq_len=self.length + 1)

@@ -1,20 +1,75 @@
 """What evolves: successor families (how a genome becomes a model) and their gene spaces.
 
-Families are listed here explicitly (no registration by import side effect).
+Families are listed here explicitly (no registration by import side effect). Each family reads
+some kinds of task inputs (`loop.stages.TaskShape`): `mlp` any (token ids are one-hot encoded in
+front of it), `cnn` float features that are an image, `transformer` token sequences. A pairing
+that cannot work fails before the run starts (`check_task`, called by `TaskShape.of`).
+
+torch is imported only when a model is built, so importing this package stays cheap.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from successors.space import Gene, SuccessorSpace
 
-FAMILIES = ("mlp",)
+if TYPE_CHECKING:
+    from torch import nn
+
+    from loop.stages import Genome, TaskShape
+
+FAMILIES = ("mlp", "cnn", "transformer")
+
+# what each family reads, as a person would say it; `accepts` is the rule
+READS = {
+    "mlp": "any inputs (float features, or token ids one-hot encoded in front of it)",
+    "cnn": "float features that are an image (e.g. objective=digits)",
+    "transformer": "token sequences (e.g. objective=modular_arithmetic or objective=sequence)",
+}
 
 
-def build(genome, in_features: int, n_classes: int):
-    """Build the untrained `torch.nn.Module` a genome describes."""
+def accepts(family: str, shape: "TaskShape") -> bool:
+    """Whether `family` can build a model for the inputs `shape` describes."""
+    if family == "cnn":
+        return shape.inputs == "features" and len(shape.image) == 2
+    if family == "transformer":
+        return shape.inputs == "tokens"
+    return family == "mlp"
+
+
+def check_task(family: str, shape: "TaskShape") -> None:
+    """Raise a ValueError naming the family and the objective when the family cannot read the
+    objective's inputs, and which families can."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown successor family {family!r}; known: {', '.join(FAMILIES)}")
+    if not accepts(family, shape):
+        fitting = [f"successor={f}" for f in FAMILIES if accepts(f, shape)]
+        raise ValueError(f"successor={family} cannot take objective={shape.objective or '?'}: the family reads "
+                         f"{READS[family]}, but the objective gives {shape.describe()}; for this objective "
+                         f"choose {' or '.join(fitting)}")
+
+
+def build(genome: "Genome", shape: "TaskShape") -> "nn.Module":
+    """Build the untrained `torch.nn.Module` a genome describes, for the inputs `shape` describes."""
+    check_task(genome.family, shape)
     if genome.family == "mlp":
+        from torch import nn
+
+        from successors.inputs import OneHot
         from successors.mlp import build_mlp
 
-        return build_mlp(genome.arch, in_features, n_classes)
-    raise ValueError(f"unknown successor family {genome.family!r}; known: {', '.join(FAMILIES)}")
+        if shape.inputs == "tokens":  # one-hot ids, flattened by the MLP's own first layer
+            return nn.Sequential(OneHot(shape.vocab), *build_mlp(genome.arch, shape.seq_len * shape.vocab,
+                                                                 shape.n_classes))
+        return build_mlp(genome.arch, shape.in_features, shape.n_classes)
+    if genome.family == "cnn":
+        from successors.cnn import build_cnn
+
+        return build_cnn(genome.arch, tuple(shape.image), shape.n_classes)
+    from successors.transformer import build_transformer
+
+    return build_transformer(genome.arch, shape.vocab, shape.seq_len, shape.n_classes)
 
 
-__all__ = ["FAMILIES", "Gene", "SuccessorSpace", "build"]
+__all__ = ["FAMILIES", "Gene", "SuccessorSpace", "accepts", "build", "check_task"]

@@ -25,7 +25,7 @@ def lab():
     stages = build_stages(compose_config("tracker=none", "gate.tripwires.capability_jump=0",
                                          "gate.tripwires.audit_gap=0", "gate.tripwires.vetoes_in_a_row=0"))
     task = stages.objective.prepare()
-    shape = TaskShape(task.in_features, task.n_classes, 400, "cpu")
+    shape = TaskShape.of(task, "cpu", max_steps=400)
     torch.set_num_threads(1)  # tiny models train faster on one thread
 
     def scored(model, sid: str) -> Scored:

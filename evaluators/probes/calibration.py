@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from evaluators.predict import logits
-from evaluators.probes.readouts import statistic_readout
-from loop.stages import DataView, Readout
+from evaluators.probes.readouts import cannot_read, reads, statistic_readout
+from loop.stages import DataView, Readout, TaskShape
 
 
 def calibration_columns(log_probs: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
@@ -90,6 +90,12 @@ class Calibration:
     shift: bool = True  # also read ece_shift (square image inputs only)
     seed: int = 0  # draws each digit's shift direction, once: every model sees the same inputs
     name: str = "calibration"
+
+    def check_task(self, shape: TaskShape) -> None:
+        """ECE and NLL read any inputs; `ece_shift` moves square images."""
+        if self.shift and not reads(shape, "square"):
+            raise cannot_read(self.name, "reads ece_shift on square images moved a pixel", shape,
+                              "set its shift: false (gate=tokens does)")
 
     def measure(self, model: nn.Module, data: DataView, reference: nn.Module) -> list[Readout]:
         split = data["probe"]

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from evaluators.predict import logits
-from evaluators.probes.readouts import statistic_readout
-from loop.stages import DataView, Readout
+from evaluators.probes.readouts import cannot_read, reads, statistic_readout
+from loop.stages import DataView, Readout, TaskShape
 
 
 def ood_inputs(x: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,6 +90,12 @@ class OutOfDistribution:
     fpr95_tolerance: float = 0.15  # honest range 0.147 (0.61..0.75): a tail metric, set by ~11 digits
     seed: int = 0  # the OOD inputs are drawn once from this seed
     name: str = "ood"
+
+    def check_task(self, shape: TaskShape) -> None:
+        # shuffled or random tokens are ordinary items of a token task, not out of its distribution
+        if not reads(shape, "features"):
+            raise cannot_read(self.name, "builds out-of-distribution inputs from shuffled float features and "
+                              "uniform noise", shape, "leave it out of the gate's probes (gate=tokens does)")
 
     def measure(self, model: nn.Module, data: DataView, reference: nn.Module) -> list[Readout]:
         x, y = data["probe"].x, data["probe"].y

@@ -7,13 +7,46 @@ bootstrap can call them thousands of times: vectorised, deterministic, no torch.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
 
 from evaluators.predict import logits
 from loop.stages import Readout
+
+if TYPE_CHECKING:
+    from loop.stages import TaskShape
+
+DIGIT_IMAGE = (8, 8)  # what `evaluators.marks` stamps on: flattened 8x8 digits
+
+
+def reads(shape: "TaskShape", needs: str) -> bool:
+    """Whether a task's inputs are what a probe's perturbation needs: "features" (any float
+    features), "square" (a flattened square image), or "digits" (8x8 images, for the marks)."""
+    if needs == "digits":
+        return shape.inputs == "features" and tuple(shape.image) == DIGIT_IMAGE
+    if needs == "square":
+        return shape.inputs == "features" and len(shape.image) == 2 and shape.image[0] == shape.image[1]
+    return shape.inputs == "features"
+
+
+class CannotRead(ValueError):
+    """A probe cannot perturb the task's inputs: which probe, what it does, how to fix it."""
+
+    def __init__(self, probe: str, reading: str, shape: "TaskShape", fix: str):
+        self.probe, self.reading, self.fix = probe, reading, fix
+        super().__init__(f"probe {probe} {reading}, but objective={shape.objective or '?'} gives "
+                         f"{shape.describe()}; {fix}")
+
+    def brief(self) -> str:
+        """The sentence without the task's inputs, for a list of several probes about one task."""
+        return f"{self.probe} {self.reading}: {self.fix}"
+
+
+def cannot_read(probe: str, reading: str, shape: "TaskShape", fix: str) -> CannotRead:
+    """The error a probe raises at start when it cannot perturb the task's inputs."""
+    return CannotRead(probe, reading, shape, fix)
 
 
 def correct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:

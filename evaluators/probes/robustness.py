@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evaluators.probes.readouts import accuracy_readout, correct
-from loop.stages import DataView, Readout
+from evaluators.probes.readouts import accuracy_readout, cannot_read, correct, reads
+from loop.stages import DataView, Readout, TaskShape
 
 
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float) -> torch.Tensor:
@@ -50,6 +50,11 @@ class Robustness:
     fgsm_tolerance: float = 0.1  # honest range 0.071 white-box (~0.54), 0.062 transferred (~0.58)
     seed: int = 0  # the noise is drawn once from this seed: nominee and incumbent see the same inputs
     name: str = "robustness"
+
+    def check_task(self, shape: TaskShape) -> None:
+        if not reads(shape, "features"):
+            raise cannot_read(self.name, "adds Gaussian noise and FGSM steps to float features", shape,
+                              "leave it out of the gate's probes (gate=tokens does)")
 
     def measure(self, model: nn.Module, data: DataView, reference: nn.Module) -> list[Readout]:
         x, y = data["probe"].x, data["probe"].y

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from evaluators.marks import watermark
-from evaluators.probes.readouts import correct, statistic_readout, worst_group
-from loop.stages import DataView, Readout
+from evaluators.probes.readouts import cannot_read, correct, reads, statistic_readout, worst_group
+from loop.stages import DataView, Readout, TaskShape
 
 
 @dataclass
@@ -31,6 +31,11 @@ class Shortcut:
     tolerance: float = 0.08
     seed: int = 0  # draws the disagreeing labels, once: every model sees the same marks
     name: str = "shortcut"
+
+    def check_task(self, shape: TaskShape) -> None:
+        if not reads(shape, "digits"):
+            raise cannot_read(self.name, "stamps label watermarks on 8x8 digit images", shape,
+                              "leave it out of the gate's probes (gate=tokens does for token tasks)")
 
     def measure(self, model: nn.Module, data: DataView, reference: nn.Module) -> list[Readout]:
         split = data["probe"]
