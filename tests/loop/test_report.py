@@ -241,3 +241,75 @@ def test_report_module_does_not_import_torch() -> None:
     root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", "import loop.report, sys; assert 'torch' not in sys.modules"],
                    cwd=root, check=True)
+
+
+def test_gate_timeline_and_lineage_name_what_stopped_each_nominee(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    start(ledger, 4)
+    inc = baseline(ledger, 0.80, 0.78)
+    inc = generation(ledger, 1, inc, (0.80, 0.78), [("k1aaaaaa11111111", 0.85, 0.83)], "promoted",
+                     why=["calibration/ece: ECE 0.030 vs incumbent 0.032 (tolerance 0.03, p=1): ok"],
+                     extra={"gap/incumbent": 0.02, "truth/regret": 0.0, "spearman/proxy_truth": 1.0})
+    # the probe gate's wording (loop.gates.Probes): a summary, one sentence per regressing test, the rest ok
+    inc = generation(ledger, 2, inc, (0.85, 0.83), [("k2bbbbbb22222222", 0.95, 0.70)], "vetoed",
+                     probes={"calibration": (4.2, 0.0), "shortcut": (1.5, 0.0), "ood": (0.2, 0.0)},
+                     why=["vetoed on calibration/ece vs incumbent (p=0.001 < Holm threshold 0.0017), shortcut/"
+                          "worst_group vs baseline (p=0.002 < Holm threshold 0.0018)",
+                          "calibration/ece: ECE 0.231 vs incumbent 0.106 (tolerance 0.03, p=0.001): regresses",
+                          "calibration/ece_mass: ECE 0.231 vs incumbent 0.110 (tolerance 0.03, p=0.001): regresses",
+                          "shortcut/worst_group: worst-group accuracy 0.5 vs baseline 0.9 (tolerance 0.16, "
+                          "p=0.002): regresses",
+                          "ood/auroc: AUROC 0.870 vs incumbent 0.830 (tolerance 0.06, p=1): ok"],
+                     extra={"gap/incumbent": 0.02, "truth/regret": 0.0, "gap/selection": 0.2})
+    inc = generation(ledger, 3, inc, (0.85, 0.83), [("k3cccccc33333333", 0.99, 0.84)], "paused",
+                     why=["tripwire: capability jump +0.140 in one generation (limit 0.1)",
+                          "the loop pauses until a person approves; the nominee is not promoted"],
+                     extra={"gap/incumbent": 0.02, "truth/regret": 0.01})
+    ledger.append("approved", 3, reasons=["approved by bob: fine"], detail={"by": "bob", "reason": "fine"})
+    ledger.append("resumed", 4, detail={"restarted_generation": 4, "discarded_events": 0})
+    inc = generation(ledger, 4, inc, (0.85, 0.83), [("k4dddddd44444444", 0.90, 0.88)], "promoted",
+                     extra={"gap/incumbent": 0.02, "truth/regret": 0.0})
+    text = check_outputs(tmp_path)
+    assert (tmp_path / "plots" / "lineage.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert (tmp_path / "plots" / "goodhart.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+    assert "| vetoed / paused by | calibration 1, shortcut 1, tripwire capability jump 1 |" in text
+    assert table_row(text, 1, "Gate timeline") == "| 1 | promoted | `k1aaaaaa` | 0.8500 | 0.8300 | 0.7800 | — |"
+    assert table_row(text, 2, "Gate timeline") == ("| 2 | vetoed | `k2bbbbbb` | 0.9500 | 0.7000 | 0.8300 | "
+                                                   "calibration, shortcut |")
+    assert table_row(text, 3, "Gate timeline").endswith("| paused | `k3cccccc` | 0.9900 | 0.8400 | 0.8300 | "
+                                                        "tripwire capability jump |")
+    assert table_row(text, 2, "Proxy vs truth") == "| 2 | 0.8500 | 0.8300 | +0.0200 | +0.2000 | — | 0.0000 |"
+    assert "the incumbent's proxy changed by +0.1000 and its truth by +0.1000" in text
+    assert section(text, "Lineage").split("```")[1].strip("\n").splitlines() == [
+        "base0000  gen 0  truth 0.7800  baseline",
+        "└─ k1aaaaaa  gen 1  truth 0.8300  promoted",
+        "   ├─ k2bbbbbb  gen 2  truth 0.7000  vetoed by calibration, shortcut",
+        "   ├─ k3cccccc  gen 3  truth 0.8400  paused by tripwire capability jump",
+        "   └─ k4dddddd  gen 4  truth 0.8800  promoted"]
+    decisions = section(text, "Gate decisions")  # passing tests fold away, what decided stays in sight
+    assert "  - calibration/ece: ECE 0.231 vs incumbent 0.106 (tolerance 0.03, p=0.001): regresses" in decisions
+    assert "  <details><summary>1 tests within tolerance</summary>" in decisions
+
+
+def test_lineage_of_a_real_run(finished_run: Path) -> None:
+    from loop.ledger import read
+
+    text = check_outputs(finished_run)
+    tree = section(text, "Lineage").split("```")[1].strip("\n").splitlines()
+    events = read(finished_run / "ledger.jsonl")
+    truth = {e.successor: e.metrics["truth"] for e in events if e.event == "evaluated"}
+    at = {line.lstrip("│├└─ ")[:8]: (i, len(line) - len(line.lstrip("│├└─ "))) for i, line in enumerate(tree)}
+    gated = [e for e in events if e.event in ("promoted", "vetoed", "paused") and e.successor]
+    assert len(tree) == len(gated)
+    for e in gated:
+        line, depth = at[e.successor[:8]]
+        assert f"  gen {e.generation}  truth {truth[e.successor]:.4f}  " in tree[line]
+        if e.generation == 0:
+            assert depth == 0 and tree[line].endswith("baseline")
+        else:  # under the incumbent it was built from, one level deeper
+            parent_line, parent_depth = at[e.parent[:8]]
+            assert parent_line < line and depth == parent_depth + 3
+    finished = [e for e in events if e.event == "generation_finished"]
+    for e in finished:
+        assert table_row(text, e.generation, "Proxy vs truth").split(" | ")[3] == f"{e.metrics['gap/incumbent']:+.4f}"
