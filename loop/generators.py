@@ -23,7 +23,7 @@ successor space weigh the operators and are inherited and self-adapted with the 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Collection, Mapping, Sequence
 
 import numpy as np
@@ -121,12 +121,21 @@ class SelfAdaptive:
 # --- crossover ------------------------------------------------------------------------------
 
 
+def check_pool(pool: int) -> None:
+    if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
+        raise ValueError(f"generator.pool must be a whole number >= 1, got {pool!r}")
+
+
+def scored(past: Past) -> list[tuple[int, Genome, float]]:
+    """A past generation's proposals that have a proxy (quarantined ones have none)."""
+    return [(i, genome, proxy) for i, (genome, proxy) in enumerate(zip(past.proposed, past.proxy))
+            if proxy is not None and math.isfinite(proxy)]
+
+
 def mating_pool(parent: Genome, history: Sequence[Past], size: int) -> list[Genome]:
     """The `size` best-scoring distinct genomes proposed in past generations, other than `parent`:
     best proxy first, ties to the earlier proposal. Quarantined proposals (no proxy) never mate."""
-    ranked = sorted((-proxy, past.generation, i, genome)
-                    for past in history for i, (genome, proxy) in enumerate(zip(past.proposed, past.proxy))
-                    if proxy is not None and math.isfinite(proxy))
+    ranked = sorted((-proxy, past.generation, i, genome) for past in history for i, genome, proxy in scored(past))
     pool, seen = [], {parent.canonical()}
     for *_, genome in ranked:
         if len(pool) == size:
@@ -145,7 +154,8 @@ def recombine(first: Genome, second: Genome, rng: np.random.Generator,
     for part in parts:
         mine, theirs = getattr(first, part), getattr(second, part)
         if set(mine) != set(theirs):
-            raise ValueError(f"cannot recombine genomes whose {part} genes differ: {sorted(mine)} vs {sorted(theirs)}")
+            raise ValueError(f"cannot recombine genomes whose {part} genes differ: "
+                             f"{sorted(mine)} vs {sorted(theirs)}")
         changes[part] = {key: theirs[key] if rng.random() < 0.5 else mine[key] for key in mine}
     return first.replace(**changes)
 
@@ -161,8 +171,7 @@ class Crossover:
 
     def __post_init__(self) -> None:
         check_self_adaptive(self.space, self.tau, "crossover")
-        if isinstance(self.pool, bool) or not isinstance(self.pool, int) or self.pool < 1:
-            raise ValueError(f"generator.pool must be a whole number >= 1, got {self.pool!r}")
+        check_pool(self.pool)
 
     def propose(self, parent: Genome, history: Sequence[Past], n: int,
                 rng: np.random.Generator) -> list[Genome]:
@@ -227,6 +236,7 @@ class Bandit:
     exploration: float = 0.5  # UCB1's c: index = preference * (mean reward + c * sqrt(ln N / n))
     pool: int = 4  # the crossover operator's mates, as in generator=crossover
     tau: float = 0.3  # self-adaptation rate of rate, scale and any prefer_* genes
+    adapted: tuple[str, ...] = field(init=False, default=())  # the generator genes it self-adapts
 
     def __post_init__(self) -> None:
         check_self_adaptive(self.space, self.tau, "bandit")
@@ -245,8 +255,7 @@ class Bandit:
         if isinstance(self.exploration, bool) or not isinstance(self.exploration, (int, float)) \
                 or not self.exploration >= 0:
             raise ValueError(f"generator.exploration must be a number >= 0, got {self.exploration!r}")
-        if isinstance(self.pool, bool) or not isinstance(self.pool, int) or self.pool < 1:
-            raise ValueError(f"generator.pool must be a whole number >= 1, got {self.pool!r}")
+        check_pool(self.pool)
         own = self.space.genes["generator"]
         for op in OPERATORS:
             gene = own.get(f"prefer_{op}")
@@ -288,14 +297,14 @@ class Bandit:
                 for op, reward in zip(ops, sibling_ranks(past.proxy)):
                     tally.pulls[op] += 1
                     tally.reward[op] += reward
-            mates = mates or any(p is not None and math.isfinite(p) for p in past.proxy)
+            mates = mates or bool(scored(past))
         return operators, tally
 
     def propose(self, parent: Genome, history: Sequence[Past], n: int,
                 rng: np.random.Generator) -> list[Genome]:
         _, tally = self.replay(history)
         mates = mating_pool(parent, history, self.pool)
-        has_mates = any(p is not None and math.isfinite(p) for past in history for p in past.proxy)
+        has_mates = any(scored(past) for past in history)  # as replay sees it: the parent may be the only one
         # ES order: first each child's own genes (preferences included), then the operator they pick
         adapted = [self_adapt(self.space, parent, self.adapted, self.tau, rng) for _ in range(n)]
         ops = self.assign(tally, [self.preferences(c) for c in adapted], has_mates)

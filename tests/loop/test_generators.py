@@ -10,7 +10,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import CONFIGS, ledger_events, run_loop
-from loop.generators import OPERATORS, Bandit, Crossover, Mutate, SelfAdaptive, mating_pool, recombine, sibling_ranks
+from loop.generators import (OPERATORS, Bandit, Crossover, Mutate, SelfAdaptive, mating_pool, recombine,
+                             sibling_ranks)
 from loop.stages import Genome, Past
 from loop.state import settle
 from loop.verify import verify
@@ -163,7 +164,8 @@ def test_crossover_checks_its_settings(space):
 
 
 def changed(parent: Genome, child: Genome) -> set[tuple[str, str]]:
-    return {(p, k) for p in ("arch", "recipe") for k in getattr(parent, p) if getattr(parent, p)[k] != getattr(child, p)[k]}
+    return {(p, k) for p in ("arch", "recipe") for k in getattr(parent, p)
+            if getattr(parent, p)[k] != getattr(child, p)[k]}
 
 
 def evolve(bandit, space, payoff, generations=10, n=8, seed=0):
