@@ -11,5 +11,6 @@ from evaluators.probes.fingerprint import Fingerprint
 from evaluators.probes.ood import OutOfDistribution
 from evaluators.probes.robustness import Robustness
 from evaluators.probes.shortcut import Shortcut
+from evaluators.probes.validity import Validity
 
-__all__ = ["Calibration", "Consistency", "Fingerprint", "OutOfDistribution", "Robustness", "Shortcut"]
+__all__ = ["Calibration", "Consistency", "Fingerprint", "OutOfDistribution", "Robustness", "Shortcut", "Validity"]
