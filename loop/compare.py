@@ -24,7 +24,7 @@ from typing import Callable, Mapping, Sequence
 
 from loop.checkpoints import atomic_write
 from loop.ledger import LedgerError, read
-from loop.report import (Run, _empty, _png, finite, num, parse, spread, status, veto_counts,
+from loop.report import (Run, _empty, _png, finite, num, parse, pgr, spread, status, tally, veto_counts,
                          w2s_generations, write_report)
 
 TARGET = 0.95  # default truth an incumbent must reach to count for generations-to-target
@@ -115,6 +115,10 @@ class Result:
     def vetoes(self) -> int:
         return sum(e.generation >= 1 for e in self.run.kept("vetoed"))
 
+    @property
+    def pauses(self) -> int:
+        return len(self.run.kept("paused"))
+
     def w2s(self, key: str) -> float | None:
         """The run's median over its generations of one `w2s/*` metric (where defined)."""
         values = finite(m.get(key) for _, m in w2s_generations(self.run))
@@ -195,7 +199,7 @@ def blocked_by(runs: Sequence[Result]) -> str:
     for r in runs:
         for name, n in veto_counts(r.run).items():
             total[name] = total.get(name, 0) + n
-    return ", ".join(f"{k} {v}" for k, v in sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))) or "—"
+    return tally(total)
 
 
 @dataclass(frozen=True)
@@ -235,7 +239,7 @@ def verdict(groups: Mapping[str, Sequence[Result]], measure: Measure) -> str:
     sentence = (f"On {measure.name}, {describe(best, b)} did better than {describe(second, s)}{of_many}; "
                 f"{spread_words}")
     if apart and min(len(b), len(s)) < MIN_SEEDS_FOR_TEST:
-        sentence += f", but with fewer than {MIN_SEEDS_FOR_TEST} seeds a group no significance test is run"
+        sentence += f", but with fewer than {MIN_SEEDS_FOR_TEST} seeds per group no significance test is run"
     if len(b) >= MIN_SEEDS_FOR_TEST and len(s) >= MIN_SEEDS_FOR_TEST:
         from scipy.stats import mannwhitneyu
 
@@ -251,7 +255,7 @@ def verdict(groups: Mapping[str, Sequence[Result]], measure: Measure) -> str:
 
 def group_table(groups: Mapping[str, Sequence[Result]], target: float) -> list[str]:
     out = ["| group | seeds | final truth | final proxy | last Goodhart gap | truth regret | "
-           f"generations to truth {target:g} | reached | vetoes | vetoed / paused by |",
+           f"generations to truth {target:g} | reached | vetoes / pauses | vetoed / paused by |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for name, runs in groups.items():
         reached = [r.reached(target) for r in runs]
@@ -259,7 +263,8 @@ def group_table(groups: Mapping[str, Sequence[Result]], target: float) -> list[s
                    f"{spread(r.final('incumbent/proxy') for r in runs)} | "
                    f"{spread((r.final('gap/incumbent') for r in runs), sign=True)} | "
                    f"{spread(r.final('truth/regret') for r in runs)} | {steps_spread(reached)} | "
-                   f"{sum(v != NOT_REACHED for v in reached)}/{len(runs)} | {counts([r.vetoes for r in runs])} | "
+                   f"{sum(v != NOT_REACHED for v in reached)}/{len(runs)} | {counts([r.vetoes for r in runs])} / "
+                   f"{counts([r.pauses for r in runs])} | "
                    f"{blocked_by(runs)} |")
     return out
 
@@ -277,7 +282,8 @@ def gate_section(groups: Mapping[str, Sequence[Result]]) -> list[str]:
     out = ["## Gate on vs gate off", "",
            "Truth regret: the best truth any candidate of the run reached minus the final incumbent's truth; "
            "a gate that vetoes good successors raises it, one that keeps out gamed ones lowers it.", "",
-           "| setting | gate | seeds | final truth | truth regret | last Goodhart gap | vetoes | vetoed / paused by |",
+           "| setting | gate | seeds | final truth | truth regret | last Goodhart gap | vetoes / pauses | "
+           "vetoed / paused by |",
            "|---|---|---:|---:|---:|---:|---:|---|"]
     sentences = []
     regret = Measure("truth regret (lower is better)", lambda r: r.final("truth/regret"), higher_is_better=False)
@@ -286,7 +292,8 @@ def gate_section(groups: Mapping[str, Sequence[Result]]) -> list[str]:
             out.append(f"| `{rest}` | `{gate}` | {len(runs)} | {spread(r.final('incumbent/truth') for r in runs)} | "
                        f"{spread(r.final('truth/regret') for r in runs)} | "
                        f"{spread((r.final('gap/incumbent') for r in runs), sign=True)} | "
-                       f"{counts([r.vetoes for r in runs])} | {blocked_by(runs)} |")
+                       f"{counts([r.vetoes for r in runs])} / {counts([r.pauses for r in runs])} | "
+                       f"{blocked_by(runs)} |")
         if len(by_gate) > 1:
             sentences.append(f"- `{rest}`: {verdict(by_gate, regret)}")
     return out + ["", *sentences, ""]
@@ -315,16 +322,17 @@ def w2s_section(groups: Mapping[str, Sequence[Result]]) -> list[str]:
 def run_table(groups: Mapping[str, Sequence[Result]], target: float) -> list[str]:
     w2s = any(w2s_generations(r.run) for runs in groups.values() for r in runs)
     out = ["| run | group | seed | status | generations | final truth | final proxy | last gap | truth regret | "
-           f"gens to {target:g} | vetoes | vetoed / paused by |" + (" PGR |" if w2s else ""),
+           f"gens to {target:g} | vetoes / pauses | vetoed / paused by |" + (" PGR |" if w2s else ""),
            "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|" + ("---:|" if w2s else "")]
     for name, runs in groups.items():
         for r in runs:
-            by = ", ".join(f"{k} {v}" for k, v in veto_counts(r.run).items()) or "—"
-            pgr = f" {num(r.w2s('w2s/pgr')) if r.w2s('w2s/pgr') is not None else 'undefined'} |" if w2s else ""
+            by = tally(veto_counts(r.run))
+            last = f" {pgr(r.w2s('w2s/pgr'))} |" if w2s else ""
             out.append(f"| [`{r.name}`]({Path(r.name, 'report.md').as_posix()}) | `{name}` | {r.seed} | "
                        f"{status(r.run)} | {len(r.run.done)} | {num(r.final('incumbent/truth'))} | "
                        f"{num(r.final('incumbent/proxy'))} | {num(r.final('gap/incumbent'), sign=True)} | "
-                       f"{num(r.final('truth/regret'))} | {steps(r.reached(target))} | {r.vetoes} | {by} |{pgr}")
+                       f"{num(r.final('truth/regret'))} | {steps(r.reached(target))} | {r.vetoes} / {r.pauses} | "
+                       f"{by} |{last}")
     return out
 
 

@@ -248,7 +248,12 @@ def veto_counts(run: Run) -> dict[str, int]:
         if e.generation >= 1:
             for name in blockers(e):
                 counts[name] = counts.get(name, 0) + 1
-    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return counts
+
+
+def tally(counts: Mapping[str, int]) -> str:
+    """`calibration 2, shortcut 1`, most frequent first; `—` when nothing vetoed or paused."""
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))) or "—"
 
 
 @dataclass(frozen=True)
@@ -309,24 +314,28 @@ def w2s_generations(run: Run) -> list[tuple[int, Mapping[str, float | None]]]:
             if any(k in g.finished.metrics for k in W2S)]
 
 
+def pgr(value: float | None) -> str:
+    return "undefined" if value is None else num(value)  # absent where ceiling - weak < 0.05
+
+
 def w2s_section(run: Run) -> list[str]:
     rows = w2s_generations(run)
     if not rows:
         return []
-    pgr = [m.get("w2s/pgr") for _, m in rows]
-    undefined = sum(v is None for v in pgr)
+    pgrs = [m.get("w2s/pgr") for _, m in rows]
+    undefined = sum(v is None for v in pgrs)
     out = ["## Weak-to-strong", "",
            "PGR = (student - weak) / (ceiling - weak): the share of the gap between the weak teacher and a "
            "student trained on gold labels that the student recovers from the teacher's labels. Agreement: "
            "the student agrees with the teacher; error imitation: it agrees where the teacher is wrong.", "",
-           f"Over {len(rows)} generations: PGR {spread(pgr)} (median, min–max) where defined, "
-           f"{undefined} undefined; agreement {spread(m.get('w2s/agreement') for _, m in rows)}; "
+           f"Over {len(rows)} generations, median (min–max): PGR {spread(pgrs)} where defined, "
+           f"{undefined} generations undefined; agreement {spread(m.get('w2s/agreement') for _, m in rows)}; "
            f"error imitation {spread(m.get('w2s/error_imitation') for _, m in rows)}.", "",
            "| gen | weak | student | ceiling | PGR | agreement | error imitation |",
            "|---:|---:|---:|---:|---:|---:|---:|"]
     for number, m in rows:
         out.append(f"| {number} | {num(m.get('w2s/weak'))} | {num(m.get('w2s/student'))} | "
-                   f"{num(m.get('w2s/ceiling'))} | {num(m.get('w2s/pgr')) if m.get('w2s/pgr') is not None else 'undefined'} | "
+                   f"{num(m.get('w2s/ceiling'))} | {pgr(m.get('w2s/pgr'))} | "
                    f"{num(m.get('w2s/agreement'))} | {num(m.get('w2s/error_imitation'))} |")
     return out + [""]
 
@@ -366,7 +375,7 @@ def markdown(name: str, run: Run) -> str:
             f"| baseline truth (generation 0) | {num(base)} |",
             f"| truth change vs baseline | {num(change, sign=True)} |",
             f"| promotions / vetoes / pauses | {count('promoted')} / {count('vetoed')} / {count('paused')} |",
-            f"| vetoed / paused by | {', '.join(f'{k} {v}' for k, v in veto_counts(run).items()) or '—'} |",
+            f"| vetoed / paused by | {tally(veto_counts(run))} |",
             f"| approvals | {approvals} |",
             f"| quarantined | {len(run.kept('quarantined'))} |", ""]
     if run.finished and run.finished.reasons:

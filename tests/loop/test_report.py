@@ -299,7 +299,8 @@ def test_lineage_of_a_real_run(finished_run: Path) -> None:
     tree = section(text, "Lineage").split("```")[1].strip("\n").splitlines()
     events = read(finished_run / "ledger.jsonl")
     truth = {e.successor: e.metrics["truth"] for e in events if e.event == "evaluated"}
-    at = {line.lstrip("│├└─ ")[:8]: (i, len(line) - len(line.lstrip("│├└─ "))) for i, line in enumerate(tree)}
+    branch = "│├└─ "
+    at = {line.lstrip(branch)[:8]: (i, len(line) - len(line.lstrip(branch))) for i, line in enumerate(tree)}
     gated = [e for e in events if e.event in ("promoted", "vetoed", "paused") and e.successor]
     assert len(tree) == len(gated)
     for e in gated:
