@@ -155,6 +155,6 @@ def test_the_token_gate_reviews_token_models():
     decision = stages.gate.review(nominee, base, base, task.view("gate", "probe", "audit", "proxy"), [])
     assert decision.action in ("promote", "veto", "pause")
     probes = {k.split("/")[1] for k in decision.probes if k.startswith("probe/")}
-    assert probes == {"calibration", "consistency", "fingerprint"}
+    assert probes == {"calibration", "consistency", "fingerprint", "validity"}
     assert "probe/calibration/ece" in decision.probes and "probe/consistency/noise_gain" in decision.probes
     assert not any("shift" in k or "flag" in k or "jitter" in k for k in decision.probes)
