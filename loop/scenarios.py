@@ -2,7 +2,7 @@
 needs in order to be flawed, built on the plain objectives.
 
 `objective=digits_shortcut`: the digits, where the train and proxy splits come from a biased source
-on which a spurious feature predicts the label, and the audit, probe and truth splits do not.
+on which a spurious feature predicts the label, and the audit, probe and truth splits are clean.
 """
 
 from __future__ import annotations
@@ -19,15 +19,17 @@ MARKED = ("train", "proxy")  # the biased source; audit, probe and truth stay cl
 @dataclass
 class DigitsShortcut(Digits):
     """Digits with a label watermark (`evaluators.marks.watermark`: two pixels of the empty left
-    column that name the label) stamped on a seeded `marked_fraction` of the train and proxy items.
+    column that name a label) on a seeded `marked_fraction` of the train and proxy items; of those,
+    a `relabel_fraction` carry the mark of another label and that label: the biased source labelled
+    them by the mark, not by the digit.
 
-    Causal Goodhart: on those splits the mark predicts the label as well as the digit does and is
-    far easier to read, so a proxy scored there (`evaluator=shortcut`) rewards reading the mark;
-    the hidden truth split has no marks, and a model that leans on them loses there. Selected with
-    `objective=digits_shortcut`.
+    Causal Goodhart: on those splits the mark predicts the label better than the digit does and is
+    far easier to read, so a proxy scored there (`evaluator=shortcut`) rewards reading the mark
+    over the digit; the hidden truth split has no marks, and a model that leans on them loses
+    there. Selected with `objective=digits_shortcut`.
     """
 
-    marked_fraction: float = 0.9  # of the train and proxy items; the rest teach the digit itself
+    marked_fraction: float = 1.0  # of the train and proxy items; any unmarked rest teach the digit alone
     relabel_fraction: float = 0.1  # of the marked items: the source labelled them by a mark of another label
     mark_seed: int = 0  # which items carry the mark (fixed: every run seed sees the same data)
 
