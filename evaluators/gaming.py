@@ -23,6 +23,7 @@ from torch import nn
 
 from evaluators.marks import marked_label
 from evaluators.predict import logits
+from loop.config import ConfigError
 from loop.stages import DataView, Scores
 
 
@@ -91,8 +92,8 @@ class WatermarkedAccuracy:
         split = data[self.split]
         marked = marked_label(split.x) == split.y
         share = marked.float().mean().item()
-        if share < self.min_marked:
-            raise ValueError(f"evaluator=shortcut: only {share:.0%} of the {self.split!r} split carries the "
+        if share < self.min_marked:  # a ConfigError: the CLI stops with this paragraph, not a traceback
+            raise ConfigError(f"evaluator=shortcut: only {share:.0%} of the {self.split!r} split carries the "
                              f"label watermark (evaluator.min_marked={self.min_marked:g}); it needs a "
                              f"spurious-feature objective such as objective=digits_shortcut")
         right = (logits(model, split.x).argmax(1) == split.y).float()
