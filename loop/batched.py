@@ -29,6 +29,7 @@ from torch import nn
 from loop.execution import (Quarantine, attempt, batch_plan, check_time_limit, distillation_loss, finish,
                             quarantine_reason, start_model)
 from loop.inherit import distill_weight, teacher_probs
+from loop.prior import set_trunk
 from loop.stages import Candidate, DataView, Quarantined, Split, Successor, TaskShape
 
 ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "gelu": F.gelu, "silu": F.silu}
@@ -55,12 +56,15 @@ def train_population(candidates: Sequence[Candidate], split: Split, shape: TaskS
     count = len(candidates)
     started = [start_model(c, shape) for c in candidates]
     models, inherited = [m for m, _ in started], [how for _, how in started]
+    frozen = [i for i, (c, m) in enumerate(zip(candidates, models)) if set_trunk(m, c.genome, split.x, c.parent is not None)]
+    start = time.perf_counter()  # the trunk is shared, cached work: not the population's time
     linears = [[m for m in model.modules() if isinstance(m, nn.Linear)] for model in models]
     weights = [torch.stack([layers[j].weight.detach().T for layers in linears]).contiguous().to(device)
                for j in range(len(linears[0]))]
     biases = [torch.stack([layers[j].bias.detach() for layers in linears]).unsqueeze(1).to(device)
               for j in range(len(linears[0]))]
     params = [t.requires_grad_() for pair in zip(weights, biases) for t in pair]
+    trunk = (weights[0][frozen].detach().clone(), biases[0][frozen].detach().clone())
 
     # the batch plan of every model, padded to the longest run and the largest batch
     plans = [batch_plan(c, len(split), shape.max_steps) for c in candidates]
@@ -115,6 +119,8 @@ def train_population(candidates: Sequence[Candidate], split: Split, shape: TaskS
         step_lr = torch.where(active, lr, 0.0).view(-1, 1, 1)
         with torch.no_grad():
             update(optimizer, params, grads, first, second, step_lr, decay, t + 1)
+            if frozen:  # a frozen trunk: its first layer goes back to where it started
+                weights[0][frozen], biases[0][frozen] = trunk
         if (t + 1) % check_every == 0 or t + 1 == max(steps):
             for i in torch.nonzero(active & ~torch.isfinite(loss)).flatten().tolist():
                 why[i] = f"training loss became {loss[i].item()} at step {t + 1}/{steps[i]}"

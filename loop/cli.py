@@ -98,6 +98,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, say: Ca
     from loop.engine import Engine
     from loop.ledger import check_anchor_outside, writer_lock
     from loop.report import write_report
+    from loop.stages import TaskShape
     from loop.state import fold
 
     stages = build_stages(cfg)  # every check before anything is written
@@ -109,6 +110,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, say: Ca
         except ValueError as err:
             raise ConfigError(str(err)) from None
     task = stages.objective.prepare()
+    TaskShape.of(task, device, family=stages.space.family, gate=stages.gate)  # a bad pairing fails before any write
     config = OmegaConf.to_container(cfg, resolve=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     with writer_lock(run_dir):  # one writer per run: two resumes cannot interleave

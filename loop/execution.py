@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from loop.checkpoints import successor_id, weights_of
 from loop.inherit import distill_weight, inherit_into, teacher_probs
+from loop.prior import set_trunk
 from loop.stages import Candidate, DataView, Quarantined, Split, Successor, TaskShape
 from successors import build
 
@@ -50,6 +51,10 @@ def initial_model(candidate: Candidate, shape: TaskShape) -> torch.nn.Module:
     """The untrained model, initialised from the candidate's seed (which also seeds dropout)."""
     torch.manual_seed(candidate.seed)
     return build(candidate.genome, shape)
+
+
+def first_linear(model: torch.nn.Module) -> torch.nn.Linear | None:
+    return next((m for m in model.modules() if isinstance(m, torch.nn.Linear)), None)
 
 
 def start_model(candidate: Candidate, shape: TaskShape) -> tuple[torch.nn.Module, str]:
@@ -91,13 +96,16 @@ def train_candidate(candidate: Candidate, split: Split, shape: TaskShape, time_l
     start = time.perf_counter()
     device = torch.device(shape.device)
     model, inherited = start_model(candidate, shape)
+    frozen = set_trunk(model, candidate.genome, split.x, candidate.parent is not None)  # a label-free pretrained first layer, kept fixed
+    start = time.perf_counter()  # the trunk is shared, cached work: not this candidate's time
     model = model.to(device)
     soft = teacher_probs(candidate, split, shape)
     soft = soft.to(device) if soft is not None else None
     weight = distill_weight(candidate.genome)
     plan = batch_plan(candidate, len(split), shape.max_steps).to(device)
     steps = len(plan)
-    optimizer = make_optimizer(candidate.genome.recipe, model.parameters())
+    fixed = {id(p) for p in first_linear(model).parameters()} if frozen else set()
+    optimizer = make_optimizer(candidate.genome.recipe, [p for p in model.parameters() if id(p) not in fixed])
     x, y = split.x.to(device), split.y.to(device)
     model.train()
     for step in range(1, steps + 1):

@@ -154,6 +154,8 @@ def test_a_run_killed_mid_generation_resumes_to_the_same_incumbent(tmp_path):
     ("evaluator._target_=os.system", "is not an allowed plugin", 2),
     ("promotion.margin=-1", "promotion.margin must be a number >= 0", 2),
     ("device=tpu", "device='tpu'", 2),
+    ("successor=transformer", "successor=transformer cannot take objective=digits", 2),
+    ("weak_to_strong=maybe", "weak_to_strong must be true or false", 2),
 ])
 def test_bad_input_is_one_clear_error_and_leaves_no_run_dir(tmp_path, override, expected, code):
     run_dir = tmp_path / "run"

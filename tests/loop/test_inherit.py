@@ -149,3 +149,25 @@ def test_a_loop_whose_genomes_inherit_records_it(tmp_path):
     assert set(later) <= {"scratch", "copied", "grown", "grown-approx"} and set(later) & {"copied", "grown", "grown-approx"}
     cards = list((tmp_path / "run" / "successors").glob("*.json"))
     assert cards and all("inherited" in c.read_text() for c in cards)
+
+
+def test_an_autoencoder_trunk_is_label_free_shared_and_stays_frozen():
+    data = synthetic_train_view()
+    g = genome(inherit="scratch", depth=1, width=16, activation="relu", steps=30)
+    trunk = g.replace(recipe={"trunk": "autoencoder"})
+    results = {how: Execution().train([Candidate(f"1.{i}", gg, "p", 3 + i) for i, gg in enumerate((g, trunk, trunk))],
+                                      data, SHAPE)
+               for how, Execution in (("serial", Serial), ("batched", Batched))}
+    for learned, a, b in results.values():
+        assert torch.equal(linears(a.model)[0].weight, linears(b.model)[0].weight)  # one trunk for all
+        assert not torch.equal(linears(learned.model)[0].weight, linears(a.model)[0].weight)
+    serial, batched = results["serial"][1], results["batched"][1]
+    assert torch.allclose(linears(serial.model)[0].weight, linears(batched.model)[0].weight)  # frozen in both
+    assert not torch.allclose(linears(serial.model)[1].weight, linears(batched.model)[1].weight * 0)  # head trained
+    assert batched.train["train_loss"] == pytest.approx(serial.train["train_loss"], abs=1e-3, rel=0.02)
+    # the labels do not enter: the same inputs with other labels give the same trunk
+    from loop.prior import autoencoder_trunk
+
+    x = data["train"].x
+    w1, _ = autoencoder_trunk(x, 16, "relu")
+    assert torch.equal(w1, linears(serial.model)[0].weight)
