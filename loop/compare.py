@@ -234,20 +234,20 @@ def verdict(groups: Mapping[str, Sequence[Result]], measure: Measure) -> str:
     of_many = f" (best of {len(values)} groups; runner-up shown)" if len(values) > 2 else ""
     apart = min(b) > max(s) if measure.higher_is_better else max(b) < min(s)
     spread_words = ("the ranges over seeds do not overlap: every seed of the better group beat every seed of "
-                    "the other" if apart else "the ranges over seeds overlap, so the difference is within "
-                    "the seed spread")
+                    "the other" if apart else "the ranges over seeds overlap")
     sentence = (f"On {measure.name}, {describe(best, b)} did better than {describe(second, s)}{of_many}; "
                 f"{spread_words}")
-    if apart and min(len(b), len(s)) < MIN_SEEDS_FOR_TEST:
-        sentence += f", but with fewer than {MIN_SEEDS_FOR_TEST} seeds per group no significance test is run"
-    if len(b) >= MIN_SEEDS_FOR_TEST and len(s) >= MIN_SEEDS_FOR_TEST:
-        from scipy.stats import mannwhitneyu
+    if min(len(b), len(s)) < MIN_SEEDS_FOR_TEST:
+        sentence += ("" if apart else ", so the difference is within the seed spread") + \
+            f" (with fewer than {MIN_SEEDS_FOR_TEST} seeds per group no significance test is run)"
+        return sentence + "."
+    from scipy.stats import mannwhitneyu
 
-        finite_cap = max([v for v in b + s if math.isfinite(v)], default=0.0) + 1  # "not reached" ranks last
-        cap = lambda vs: [v if math.isfinite(v) else finite_cap for v in vs]  # noqa: E731
-        p = mannwhitneyu(cap(b), cap(s), alternative="two-sided").pvalue
-        sentence += f" (Mann-Whitney U, two-sided p = {p:.3g})"
-    return sentence + "."
+    finite_cap = max([v for v in b + s if math.isfinite(v)], default=0.0) + 1  # "not reached" ranks last
+    cap = lambda vs: [v if math.isfinite(v) else finite_cap for v in vs]  # noqa: E731
+    p = mannwhitneyu(cap(b), cap(s), alternative="two-sided").pvalue
+    judged = "unlikely to be seed noise" if p < 0.05 else "within what seed noise gives"
+    return sentence + f"; a Mann-Whitney U test finds the difference {judged} (two-sided p = {p:.3g})."
 
 
 # --- report.md -----------------------------------------------------------------------------
