@@ -46,7 +46,8 @@ def test_python_dash_m_loop_and_hydra_flags_work():
     shown = cli(sys.executable, "-m", "loop", "--cfg", "job", "evaluator=likelihood")
     assert shown.returncode == 0 and "evaluators.accuracy.Likelihood" in shown.stdout
     helped = cli("rsi-loop", "--help")
-    assert helped.returncode == 0 and "evaluator: accuracy, likelihood" in helped.stdout
+    assert helped.returncode == 0 and "evaluator: accuracy, confidence, exploitable, likelihood" in helped.stdout
+    assert "generator: bandit, crossover, fixed, mutate, self_adaptive" in helped.stdout
 
 
 def test_verify_exits_0_intact_1_tampered_2_bad_usage(cli_run, tmp_path):

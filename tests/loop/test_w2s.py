@@ -62,8 +62,9 @@ def test_a_weak_to_strong_loop_writes_pgr_for_every_generation(tmp_path):
         assert any(r.startswith("weak-to-strong:") for r in e.reasons)
         if e.metrics["w2s/ceiling"] - e.metrics["w2s/weak"] >= MIN_GAP:
             m = e.metrics
+            # the ledger keeps 6 decimals, so the ratio recomputed from it carries their rounding
             assert m["w2s/pgr"] == pytest.approx((m["w2s/student"] - m["w2s/weak"]) / (m["w2s/ceiling"] - m["w2s/weak"]),
-                                                 abs=1e-5)
+                                                 rel=1e-3, abs=1e-4)
     # the teacher of generation g is the incumbent going into it: its truth is the ledger's
     incumbent_truth = {e.generation: e.metrics["incumbent/truth"] for e in finished}
     for e in finished[1:]:
