@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from loop.execution import (Quarantine, attempt, batch_plan, check_time_limit, distillation_loss, finish,
-                            quarantine_reason, start_model)
+from loop.execution import (Quarantine, attempt, batch_plan, check_threads, check_time_limit, distillation_loss,
+                            finish, quarantine_reason, start_model, use_threads)
 from loop.inherit import distill_weight, teacher_probs
 from loop.prior import set_trunk
 from loop.stages import Candidate, DataView, Quarantined, Split, Successor, TaskShape
@@ -173,14 +173,17 @@ class Batched:
 
     chunk: int = 32  # most models in one population: bounds memory, keeps a group's weights in cache
     time_limit_s: float = 60.0  # per population; past it, its unfinished members are quarantined
+    threads: int | None = None  # torch threads; 1 when several runs share the machine (see docs/scale.md)
 
     def __post_init__(self) -> None:
+        check_threads(self.threads)
         if isinstance(self.chunk, bool) or not isinstance(self.chunk, int) or self.chunk < 1:
             raise ValueError(f"execution.chunk must be a whole number >= 1, got {self.chunk!r}")
         check_time_limit(self.time_limit_s)
 
     def train(self, candidates: Sequence[Candidate], data: DataView,
               task: TaskShape) -> list[Successor | Quarantined]:
+        use_threads(self.threads)
         split = data["train"]
         groups: dict[object, list[int]] = defaultdict(list)
         for i, candidate in enumerate(candidates):

@@ -126,6 +126,18 @@ def train_candidate(candidate: Candidate, split: Split, shape: TaskShape, time_l
     return finish(candidate, model, x, y, steps, inherited)
 
 
+def use_threads(threads: int | None) -> None:
+    """Set torch's intra-op threads for this process (None: leave torch's default, all cores)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def check_threads(value: object) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"execution.threads must be null (torch's default: every core) or a whole number >= 1, "
+                         f"got {value!r}")
+
+
 def check_time_limit(value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ValueError(f"execution.time_limit_s must be a number > 0, got {value!r}")
@@ -149,11 +161,14 @@ class Serial:
     """Train candidates one at a time. Selected with `execution=serial`."""
 
     time_limit_s: float = 60.0  # per candidate; past it the candidate is quarantined
+    threads: int | None = None  # torch threads; 1 when several runs share the machine (see docs/scale.md)
 
     def __post_init__(self) -> None:
         check_time_limit(self.time_limit_s)
+        check_threads(self.threads)
 
     def train(self, candidates: Sequence[Candidate], data: DataView,
               task: TaskShape) -> list[Successor | Quarantined]:
+        use_threads(self.threads)
         split = data["train"]
         return [attempt(candidate, split, task, self.time_limit_s) for candidate in candidates]

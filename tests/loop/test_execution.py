@@ -167,3 +167,19 @@ def test_make_optimizer():
     assert isinstance(make_optimizer({**recipe, "optimizer": "adam"}, params), torch.optim.Adam)
     with pytest.raises(ValueError, match="rmsprop"):
         make_optimizer({**recipe, "optimizer": "rmsprop"}, params)
+
+
+@pytest.mark.parametrize("execution", ["serial", "batched"])
+def test_threads_are_set_for_training_and_checked(data, execution):
+    from loop.batched import Batched
+
+    plugin = {"serial": Serial, "batched": Batched}[execution]
+    before = torch.get_num_threads()
+    try:
+        plugin(threads=1).train([Candidate("1.0", genome(steps=3), None, 1)], data, shape())
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    for bad in (0, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="execution.threads must be null"):
+            plugin(threads=bad)
