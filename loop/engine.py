@@ -183,24 +183,33 @@ class Engine:
             with self.clock("weak_to_strong"):
                 self.measure_weak_to_strong(g, incumbent, scored)
 
-        # promotion: nominate the best, if it beats the incumbent
-        with self.clock("promotion"):
-            nomination = self.stages.promotion.nominate(scored, incumbent)
-        if nomination.nominee is None:
-            self.log("not_nominated", g, parent=incumbent.id, reasons=nomination.reasons)
-            return self.finish_generation(g, incumbent, scored, len(quarantined), "none")
-        nominee = nomination.nominee
-        self.log("nominated", g, successor=nominee.id, parent=incumbent.id,
-                 metrics={"score": nominee.score, "proxy": nominee.scores.proxy}, reasons=nomination.reasons)
-
-        # control gate: sees the probe, audit and proxy splits, the incumbent and the baseline; never truth
-        with self.clock("gate"):
-            decision: Decision = self.stages.gate.review(nominee, incumbent, baseline,
-                                                         self.task.view("gate", "probe", "audit", "proxy"),
-                                                         state.history)
-        event = GATE_EVENTS[decision.action]
-        self.log(event, g, successor=nominee.id, parent=incumbent.id, metrics=decision.probes,
-                 reasons=decision.reasons)
+        # promotion nominates the best, if it beats the incumbent; the control gate (probe, audit and
+        # proxy splits, the incumbent and the baseline; never truth) reviews the nominee. After a
+        # veto, a promotion plugin with `fallbacks` > 0 may nominate the next best that many times.
+        candidates, reviews = list(scored), 1 + int(getattr(self.stages.promotion, "fallbacks", 0))
+        for review in range(reviews):
+            with self.clock("promotion"):
+                nomination = self.stages.promotion.nominate(candidates, incumbent)
+            if nomination.nominee is None:
+                if review == 0:
+                    self.log("not_nominated", g, parent=incumbent.id, reasons=nomination.reasons)
+                    return self.finish_generation(g, incumbent, scored, len(quarantined), "none")
+                break  # the last veto stands
+            nominee = nomination.nominee
+            self.log("nominated", g, successor=nominee.id, parent=incumbent.id,
+                     metrics={"score": nominee.score, "proxy": nominee.scores.proxy},
+                     reasons=[*nomination.reasons, *([f"fallback {review} of {reviews - 1} after a veto"]
+                                                     if review else [])])
+            with self.clock("gate"):
+                decision: Decision = self.stages.gate.review(nominee, incumbent, baseline,
+                                                             self.task.view("gate", "probe", "audit", "proxy"),
+                                                             state.history)
+            event = GATE_EVENTS[decision.action]
+            self.log(event, g, successor=nominee.id, parent=incumbent.id, metrics=decision.probes,
+                     reasons=decision.reasons)
+            if decision.action != "veto":
+                break
+            candidates = [s for s in candidates if s.id != nominee.id]
         winner = nominee if decision.action == "promote" else incumbent
         return self.finish_generation(g, winner, scored, len(quarantined), event, nominee=nominee.id)
 

@@ -121,3 +121,20 @@ def memorizer(base: nn.Module, proxy: Split) -> nn.Module:
         answer = nn.functional.one_hot(found.clamp(min=0), out.shape[1]).to(out)
         return torch.where((found >= 0)[:, None], 30.0 * answer, out)
     return Planted(base, rule)
+
+
+class VetoFirstReview:
+    """A gate that vetoes the first nominee it reviews in each generation and promotes any other:
+    what promotion's `fallbacks` is for (`gate._target_=redteam.VetoFirstReview`)."""
+
+    def __init__(self) -> None:
+        self.reviewed: set[int] = set()
+
+    def review(self, nominee, incumbent, baseline, data, history):
+        from loop.stages import Decision
+
+        generation = len(history) + 1
+        if generation not in self.reviewed:
+            self.reviewed.add(generation)
+            return Decision("veto", {"probe/planted": 1.0}, ("planted: the first nominee of a generation is vetoed",))
+        return Decision("promote", {"probe/planted": 0.0}, ("planted: a later nominee passes",))

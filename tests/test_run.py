@@ -212,3 +212,27 @@ def test_self_adaptive_generator_genes_are_inherited_through_promotion(tmp_path)
         assert own != {"rate": 0.3, "scale": 0.4}
         children = [genome[k]["generator"] for k in genome if k.startswith(f"{e.generation + 1}.")]
         assert all(c != own for c in children)  # ... and mutate them again
+
+
+@pytest.mark.parametrize("fallbacks", [0, 2])
+def test_after_a_veto_promotion_may_fall_back_to_the_next_best(tmp_path, fallbacks):
+    run_dir = tmp_path / "run"
+    run_loop(run_dir, "gate=off", "gate._target_=redteam.VetoFirstReview", "allowed_targets=[redteam]",
+             f"promotion.fallbacks={fallbacks}", "promotion.margin=0.0")
+    events = ledger_events(run_dir)
+    for g in (1, 2, 3):
+        here = [e for e in events if e.generation == g]
+        nominated = [e for e in here if e.event == "nominated"]
+        decisions = [e.event for e in here if e.event in ("vetoed", "promoted")]
+        finished = next(e for e in here if e.event == "generation_finished")
+        if not nominated:
+            continue  # nothing beat the incumbent
+        assert decisions[0] == "vetoed"
+        if fallbacks == 0:
+            assert decisions == ["vetoed"] and finished.detail["decision"] == "vetoed"
+        elif len(nominated) > 1:  # the next best, a different successor, passes
+            assert decisions == ["vetoed", "promoted"] and nominated[1].successor != nominated[0].successor
+            assert "fallback 1 of 2" in nominated[1].reasons[-1]
+            assert finished.detail["decision"] == "promoted" and finished.successor == nominated[1].successor
+    fell_back = [e for e in events if e.event == "nominated" and "fallback" in e.reasons[-1]]
+    assert bool(fell_back) == (fallbacks > 0)  # generation 1's weak baseline leaves a second candidate to pass
