@@ -230,6 +230,10 @@ def gate_timeline(run: Run) -> list[str]:
         nominee = scores.get(e.successor, {}) if e and e.successor else {}
         incumbent = scores.get(e.parent, {}) if e and e.parent else {}
         stopped = ", ".join(blockers(e)) if e and e.event != "promoted" else ""
+        earlier = [x for x in gate[:-1] if x.event == "vetoed"]  # fallback nominations vetoed first
+        if earlier:
+            before = "; ".join(f"{short(x.successor)} by {', '.join(blockers(x))}" for x in earlier)
+            stopped = f"{stopped + '; ' if stopped else ''}first vetoed: {before}"
         decision = g.decision if g.finished else IN_PROGRESS
         rows.append(f"| {g.number} | {decision} | {short(e.successor) if e else '—'} | "
                     f"{num(nominee.get('proxy'))} | {num(nominee.get('truth'))} | {num(incumbent.get('truth'))} | "

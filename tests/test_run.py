@@ -236,3 +236,7 @@ def test_after_a_veto_promotion_may_fall_back_to_the_next_best(tmp_path, fallbac
             assert finished.detail["decision"] == "promoted" and finished.successor == nominated[1].successor
     fell_back = [e for e in events if e.event == "nominated" and "fallback" in e.reasons[-1]]
     assert bool(fell_back) == (fallbacks > 0)  # generation 1's weak baseline leaves a second candidate to pass
+    from loop.report import write_report
+
+    timeline = write_report(run_dir).read_text().split("## Gate timeline")[1].split("##")[0]
+    assert ("first vetoed:" in timeline) == (fallbacks > 0)  # the fallback's vetoed predecessor is shown
