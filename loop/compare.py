@@ -24,7 +24,8 @@ from typing import Callable, Mapping, Sequence
 
 from loop.checkpoints import atomic_write
 from loop.ledger import LedgerError, read
-from loop.report import (Run, _empty, _png, finite, num, parse, pgr, spread, status, tally, veto_counts,
+from loop.plots import empty_panel, png_bytes
+from loop.report import (Run, finite, num, parse, pgr, spread, status, tally, veto_counts,
                          w2s_generations, write_report)
 
 TARGET = 0.95  # default truth an incumbent must reach to count for generations-to-target
@@ -393,8 +394,8 @@ def band_plot(groups: Mapping[str, Sequence[Result]], key: str, title: str, ylab
                 label=f"{name} (n={len(runs)})")
         drawn = True
     if not drawn:
-        _empty(ax, f"no run recorded {key}")
-        return _png(fig)
+        empty_panel(ax, f"no run recorded {key}")
+        return png_bytes(fig)
     if target is not None:
         ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:g}")
     if key.startswith("gap/"):
@@ -402,7 +403,7 @@ def band_plot(groups: Mapping[str, Sequence[Result]], key: str, title: str, ylab
     ax.set(title=title, xlabel="generation", ylabel=ylabel)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize="small")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def final_plot(groups: Mapping[str, Sequence[Result]]) -> bytes:
@@ -416,7 +417,7 @@ def final_plot(groups: Mapping[str, Sequence[Result]]) -> bytes:
             ax.hlines(statistics.median(values), i - 0.3, i + 0.3, color="black", zorder=3)
     ax.set_xticks(range(len(groups)), [name.replace(" ", "\n") for name in groups], fontsize="small")
     ax.set(title="Final incumbent truth per seed (bar: median)", ylabel="truth")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def write_sweep_report(sweep: Path | str, target: float = TARGET) -> Path:
