@@ -24,11 +24,10 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from loop.execution import (Quarantine, attempt, batch_plan, check_threads, check_time_limit, distillation_loss,
                             finish, quarantine_reason, start_model, use_threads)
-from loop.inherit import distill_weight, teacher_probs
+from loop.inherit import distill_weight, linears, teacher_probs
 from loop.prior import set_trunk
 from loop.stages import Candidate, DataView, Quarantined, Split, Successor, TaskShape
 
@@ -52,17 +51,17 @@ def column(values: list[float], device: torch.device) -> torch.Tensor:
 def train_population(candidates: Sequence[Candidate], split: Split, shape: TaskShape,
                      time_limit_s: float, check_every: int = 25) -> list[Successor | Quarantined]:
     """Train same-shape MLP candidates as one stacked population."""
-    start, device = time.perf_counter(), torch.device(shape.device)
+    device = torch.device(shape.device)
     count = len(candidates)
     started = [start_model(c, shape) for c in candidates]
     models, inherited = [m for m, _ in started], [how for _, how in started]
     frozen = [i for i, (c, m) in enumerate(zip(candidates, models)) if set_trunk(m, c.genome, split.x, c.parent is not None)]
     start = time.perf_counter()  # the trunk is shared, cached work: not the population's time
-    linears = [[m for m in model.modules() if isinstance(m, nn.Linear)] for model in models]
-    weights = [torch.stack([layers[j].weight.detach().T for layers in linears]).contiguous().to(device)
-               for j in range(len(linears[0]))]
-    biases = [torch.stack([layers[j].bias.detach() for layers in linears]).unsqueeze(1).to(device)
-              for j in range(len(linears[0]))]
+    layers_of = [linears(model) for model in models]
+    weights = [torch.stack([layers[j].weight.detach().T for layers in layers_of]).contiguous().to(device)
+               for j in range(len(layers_of[0]))]
+    biases = [torch.stack([layers[j].bias.detach() for layers in layers_of]).unsqueeze(1).to(device)
+              for j in range(len(layers_of[0]))]
     params = [t.requires_grad_() for pair in zip(weights, biases) for t in pair]
     trunk = (weights[0][frozen].detach().clone(), biases[0][frozen].detach().clone())
 
@@ -89,6 +88,7 @@ def train_population(candidates: Sequence[Candidate], split: Split, shape: TaskS
     if distilling:
         soft = torch.stack([t if t is not None else torch.zeros(len(split), shape.n_classes) for t in teachers]).to(device)
         weight = torch.tensor([distill_weight(c.genome) for c in candidates], device=device).view(-1, 1)
+        rows = torch.arange(count, device=device).view(-1, 1)  # model i reads its own teacher's rows
     noise = torch.Generator(device=device).manual_seed(candidates[0].seed)
     optimizer = str(recipes[0]["optimizer"])
     first = [torch.zeros_like(p) for p in params]  # momentum, or Adam's first moment
@@ -109,7 +109,6 @@ def train_population(candidates: Sequence[Candidate], split: Split, shape: TaskS
                 hidden = hidden * keep / (1 - dropout)
         logits = torch.baddbmm(biases[-1], hidden, weights[-1])
         if distilling:
-            rows = torch.arange(count, device=device).view(-1, 1)
             loss_each = distillation_loss(logits, y[batch], soft[rows, batch], weight)
         else:
             loss_each = F.cross_entropy(logits.flatten(0, 1), y[batch].flatten(), reduction="none").view(count, -1)
@@ -132,7 +131,7 @@ def train_population(candidates: Sequence[Candidate], split: Split, shape: TaskS
                     alive[i] = False
 
     results: list[Successor | Quarantined] = []
-    for i, (candidate, model, layers) in enumerate(zip(candidates, models, linears)):
+    for i, (candidate, model, layers) in enumerate(zip(candidates, models, layers_of)):
         if i in why:
             results.append(Quarantined(candidate, why[i]))
             continue

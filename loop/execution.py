@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from loop.checkpoints import successor_id, weights_of
-from loop.inherit import distill_weight, inherit_into, teacher_probs
+from loop.inherit import distill_weight, inherit_into, linears, teacher_probs
 from loop.prior import set_trunk
 from loop.stages import Candidate, DataView, Quarantined, Split, Successor, TaskShape
 from successors import build
@@ -51,10 +51,6 @@ def initial_model(candidate: Candidate, shape: TaskShape) -> torch.nn.Module:
     """The untrained model, initialised from the candidate's seed (which also seeds dropout)."""
     torch.manual_seed(candidate.seed)
     return build(candidate.genome, shape)
-
-
-def first_linear(model: torch.nn.Module) -> torch.nn.Linear | None:
-    return next((m for m in model.modules() if isinstance(m, torch.nn.Linear)), None)
 
 
 def start_model(candidate: Candidate, shape: TaskShape) -> tuple[torch.nn.Module, str]:
@@ -93,7 +89,6 @@ def finish(candidate: Candidate, model: torch.nn.Module, x: torch.Tensor, y: tor
 def train_candidate(candidate: Candidate, split: Split, shape: TaskShape, time_limit_s: float,
                     check_every: int = 25) -> Successor:
     """Train one candidate from scratch with its recipe; raise `Quarantine` on NaN/inf or timeout."""
-    start = time.perf_counter()
     device = torch.device(shape.device)
     model, inherited = start_model(candidate, shape)
     frozen = set_trunk(model, candidate.genome, split.x, candidate.parent is not None)  # a label-free pretrained first layer, kept fixed
@@ -104,7 +99,7 @@ def train_candidate(candidate: Candidate, split: Split, shape: TaskShape, time_l
     weight = distill_weight(candidate.genome)
     plan = batch_plan(candidate, len(split), shape.max_steps).to(device)
     steps = len(plan)
-    fixed = {id(p) for p in first_linear(model).parameters()} if frozen else set()
+    fixed = {id(p) for p in linears(model)[0].parameters()} if frozen else set()
     optimizer = make_optimizer(candidate.genome.recipe, [p for p in model.parameters() if id(p) not in fixed])
     x, y = split.x.to(device), split.y.to(device)
     model.train()

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from loop.inherit import linears
 from loop.stages import Genome
 
 TRUNKS = ("learned", "autoencoder")
@@ -68,7 +69,7 @@ def set_trunk(model: nn.Module, genome: Genome, x: torch.Tensor, student: bool =
         return False
     if not x.is_floating_point():
         raise ValueError("recipe trunk=autoencoder needs float feature inputs (e.g. objective=digits), not tokens")
-    first = next(m for m in model.modules() if isinstance(m, nn.Linear))
+    first = linears(model)[0]
     weight, bias = autoencoder_trunk(x, first.out_features, str(genome.arch["activation"]))
     with torch.no_grad():
         first.weight.copy_(weight)
