@@ -1,46 +1,58 @@
-"""Execution `batched`: candidates of one shape train together as one stacked population.
+"""Execution `batched`: the MLP candidates of a generation train together as one stacked population.
 
 The unit of work is tiny (a small MLP for a few hundred steps), so a per-model Python loop spends
-most of its time in overhead. Here P models of the same layer shapes become one set of stacked
-tensors, W: (P, in, out), and every step is one gathered batch (P, B, in), one `baddbmm` per layer,
-one backward and one vectorised optimizer update for all P models.
+most of its time in overhead. Here P models become one set of stacked tensors, W: (P, in, out),
+and every step is one gathered batch (P, B, in), one `baddbmm` per layer, one backward and one
+vectorised optimizer update for all P models.
 
-Each model keeps its own recipe: learning rate, weight decay, dropout, batch size (rows past a
+Models of different shapes, activations and optimizers still share one population, exactly:
+- a narrower model is zero-padded to the population's widest layer. Its padded units have zero
+  weights in and out, so they output act(0) = 0 (relu, tanh, GELU and SiLU) and their gradients,
+  weight decay and optimizer moments stay exactly 0: they never move.
+- a shallower model skips the hidden layers it lacks (`torch.where` passes its hidden state
+  through unchanged and gives the skipped, zero weights a zero gradient).
+- each model gets its own activation, and its own optimizer rule (SGD with momentum, Adam, AdamW).
+
+Each model keeps its own recipe too: learning rate, weight decay, dropout, batch size (rows past a
 model's batch are masked out) and number of steps (a finished model's learning rate drops to 0).
 Models are initialised and sampled exactly as `serial` does (same seeds, same batch plan), so with
-no dropout the two give the same losses up to float rounding (a test holds them to 1e-4). Dropout
+no dropout the two give the same losses up to float rounding (a test holds them to 1e-3). Dropout
 masks come from a generator of the population's own, so with dropout the two differ in that noise.
-Candidates that cannot share a population (another depth, width, activation or optimizer, or a
-family other than mlp) train in smaller groups, down to one at a time.
+Families other than mlp on float features train one at a time, as `serial` does.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from loop.execution import (Quarantine, attempt, batch_plan, check_threads, check_time_limit, distillation_loss,
-                            finish, quarantine_reason, start_model, use_threads)
+from loop.execution import (Quarantine, attempt, batch_plan, check_optimizer, check_threads,
+                            check_time_limit, distillation_loss, finish, quarantine_reason, start_model,
+                            use_threads)
 from loop.inherit import distill_weight, linears, teacher_probs
 from loop.prior import set_trunk
 from loop.stages import Candidate, DataView, Quarantined, Split, Successor, TaskShape
 
 ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "gelu": F.gelu, "silu": F.silu}
+MOMENTUM, BETAS, EPS = 0.9, (0.9, 0.999), 1e-8  # torch.optim's defaults, as `serial` uses them
 
 
 def population_key(candidate: Candidate, shape: TaskShape | None = None) -> tuple | None:
-    """Candidates with equal keys can train as one population; None: train alone. Only MLPs on
-    float features stack (an MLP on tokens has a one-hot layer in front)."""
+    """None: the candidate trains alone. Otherwise it stacks with every other stackable candidate;
+    populations are filled in this key's order, so one chunk holds models of similar size. Only
+    MLPs on float features stack (an MLP on tokens has a one-hot layer in front)."""
     genome = candidate.genome
     if genome.family != "mlp" or (shape is not None and shape.inputs != "features"):
         return None
-    return (genome.arch["depth"], genome.arch["width"], genome.arch["activation"], genome.recipe["optimizer"])
+    depth, width = genome.arch.get("depth"), genome.arch.get("width")
+    if not isinstance(depth, int) or not isinstance(width, int) or depth < 1:
+        return None  # no hidden layer (or a bad gene): alone, where `serial` reports what is wrong
+    return (depth, width)
 
 
 def column(values: list[float], device: torch.device) -> torch.Tensor:
@@ -48,21 +60,97 @@ def column(values: list[float], device: torch.device) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32, device=device).view(-1, 1, 1)
 
 
+def mask(flags: list[bool], device: torch.device) -> torch.Tensor | None:
+    """Per-model booleans shaped (P, 1, 1); None when all are true (nothing to select)."""
+    return None if all(flags) else torch.tensor(flags, device=device).view(-1, 1, 1)
+
+
+def stack_slots(layers_of: list[list[torch.nn.Linear]], device: torch.device):
+    """All P models' parameters as one contiguous (P, N) tensor, and per slot its stacked, zero-padded
+    weights (P, in, out) and biases (P, 1, out): views of it that autograd treats as leaves. Slots
+    are hidden layers 0..D-1 of the deepest model, then the output layer. Also, per hidden slot,
+    which models use it (None: all). One flat tensor makes the optimizer step a few whole-population
+    operations instead of a few per layer."""
+    depth = max(len(layers) for layers in layers_of) - 1
+    width = max(layer.out_features for layers in layers_of for layer in layers[:-1])
+    inputs, classes = layers_of[0][0].in_features, layers_of[0][-1].out_features
+    sizes = [(inputs, width)] + [(width, width)] * (depth - 1) + [(width, classes)]
+    flat = torch.zeros(len(layers_of), sum((n_in + 1) * n_out for n_in, n_out in sizes), device=device)
+    weights, biases, at = [], [], 0
+    for n_in, n_out in sizes:
+        weights.append(flat[:, at:at + n_in * n_out].view(-1, n_in, n_out))
+        biases.append(flat[:, at + n_in * n_out:at + (n_in + 1) * n_out].view(-1, 1, n_out))
+        at += (n_in + 1) * n_out
+    for i, layers in enumerate(layers_of):
+        for j, layer in enumerate(layers):
+            slot = slot_of(layers, j)
+            weights[slot][i, :layer.in_features, :layer.out_features] = layer.weight.detach().T
+            biases[slot][i, 0, :layer.out_features] = layer.bias.detach()
+    uses = [mask([j < len(layers) - 1 for layers in layers_of], device) for j in range(depth)]
+    return flat, [w.requires_grad_() for w in weights], [b.requires_grad_() for b in biases], uses
+
+
+def slot_of(layers: list[torch.nn.Linear], j: int) -> int:
+    """The population slot of a model's j-th Linear layer: its hidden layers fill the first slots,
+    its output layer always takes the last (see `stack_slots`)."""
+    return -1 if j == len(layers) - 1 else j
+
+
+def activation_of(names: list[str]):
+    """One function applying each model's own activation to its slice of a (P, B, width) tensor.
+    Models with one activation should sit next to each other: each run of them is one call."""
+    runs: list[tuple[str, int, int]] = []  # (activation, first model, past the last)
+    for i, name in enumerate(names):
+        if runs and runs[-1][0] == name:
+            runs[-1] = (name, runs[-1][1], i + 1)
+        else:
+            runs.append((name, i, i + 1))
+    if len(runs) == 1:
+        return ACTIVATIONS[names[0]]
+    chosen = [(ACTIVATIONS[name], first, last) for name, first, last in runs]
+    return lambda pre: torch.cat([act(pre[first:last]) for act, first, last in chosen])
+
+
 def train_population(candidates: Sequence[Candidate], split: Split, shape: TaskShape,
                      time_limit_s: float, check_every: int = 25) -> list[Successor | Quarantined]:
-    """Train same-shape MLP candidates as one stacked population."""
+    """Train MLP candidates (any depth, width, activation and optimizer) as one stacked population.
+    A candidate that cannot start (a bad gene, a parent that does not load) is quarantined alone."""
+    results: list[Successor | Quarantined | None] = [None] * len(candidates)
+    ready: list[int] = []
+    models: list[torch.nn.Module] = []
+    inherited: list[str] = []
+    frozen: list[int] = []
+    for i, candidate in enumerate(candidates):
+        try:
+            check_optimizer(str(candidate.genome.recipe["optimizer"]))
+            model, how = start_model(candidate, shape)  # an unknown activation stops here
+            if set_trunk(model, candidate.genome, split.x, candidate.parent is not None):
+                frozen.append(len(ready))
+        except Exception as err:  # one broken candidate must not stop its population
+            results[i] = Quarantined(candidate, quarantine_reason(err))
+            continue
+        ready.append(i)
+        models.append(model)
+        inherited.append(how)
+    if ready:
+        trained = train_stack([candidates[i] for i in ready], models, inherited, frozen, split, shape,
+                              time_limit_s, check_every)
+        for i, result in zip(ready, trained):
+            results[i] = result
+    return results  # type: ignore[return-value]  (every slot is filled above)
+
+
+def train_stack(candidates: list[Candidate], models: list[torch.nn.Module], inherited: list[str], frozen: list[int],
+                split: Split, shape: TaskShape, time_limit_s: float, check_every: int) -> list[Successor | Quarantined]:
+    """The population's training loop, on models already initialised (and given their trunk)."""
+    start = time.perf_counter()  # the trunk is shared, cached work: not the population's time
     device = torch.device(shape.device)
     count = len(candidates)
-    started = [start_model(c, shape) for c in candidates]
-    models, inherited = [m for m, _ in started], [how for _, how in started]
-    frozen = [i for i, (c, m) in enumerate(zip(candidates, models)) if set_trunk(m, c.genome, split.x, c.parent is not None)]
-    start = time.perf_counter()  # the trunk is shared, cached work: not the population's time
+    recipes = [c.genome.recipe for c in candidates]
+    activation = activation_of([str(c.genome.arch["activation"]) for c in candidates])
     layers_of = [linears(model) for model in models]
-    weights = [torch.stack([layers[j].weight.detach().T for layers in layers_of]).contiguous().to(device)
-               for j in range(len(layers_of[0]))]
-    biases = [torch.stack([layers[j].bias.detach() for layers in layers_of]).unsqueeze(1).to(device)
-              for j in range(len(layers_of[0]))]
-    params = [t.requires_grad_() for pair in zip(weights, biases) for t in pair]
+    flat, weights, biases, uses = stack_slots(layers_of, device)
+    params = [t for pair in zip(weights, biases) for t in pair]
     trunk = (weights[0][frozen].detach().clone(), biases[0][frozen].detach().clone())
 
     # the batch plan of every model, padded to the longest run and the largest batch
@@ -77,9 +165,9 @@ def train_population(candidates: Sequence[Candidate], split: Split, shape: TaskS
     index, valid = index.to(device), valid.to(device)
     per_model_rows = valid[:, 0].sum(1)
 
-    recipes = [c.genome.recipe for c in candidates]
-    lr = torch.tensor([float(r["lr"]) for r in recipes], device=device)
-    decay = column([float(r["weight_decay"]) for r in recipes], device)
+    lr = torch.tensor([float(r["lr"]) for r in recipes], device=device).view(-1, 1)
+    decay = [float(r["weight_decay"]) for r in recipes]
+    rule = Rule([str(r["optimizer"]) for r in recipes], decay, device)
     dropout = column([float(c.genome.arch["dropout"]) for c in candidates], device)
     use_dropout = bool((dropout > 0).any())
     # distillation: each model's weight on its teacher's distribution over the train rows
@@ -88,12 +176,10 @@ def train_population(candidates: Sequence[Candidate], split: Split, shape: TaskS
     if distilling:
         soft = torch.stack([t if t is not None else torch.zeros(len(split), shape.n_classes) for t in teachers]).to(device)
         weight = torch.tensor([distill_weight(c.genome) for c in candidates], device=device).view(-1, 1)
-        rows = torch.arange(count, device=device).view(-1, 1)  # model i reads its own teacher's rows
+        own = torch.arange(count, device=device).view(-1, 1)  # model i reads its own teacher's rows
     noise = torch.Generator(device=device).manual_seed(candidates[0].seed)
-    optimizer = str(recipes[0]["optimizer"])
-    first = [torch.zeros_like(p) for p in params]  # momentum, or Adam's first moment
-    second = [torch.zeros_like(p) for p in params]  # Adam's second moment
-    activation = ACTIVATIONS[str(candidates[0].genome.arch["activation"])]
+    first = torch.zeros_like(flat)  # momentum, or Adam's first moment
+    second = torch.zeros_like(flat) if rule.adam else None  # Adam's second moment
     last = torch.tensor(steps, device=device)
     alive = torch.ones(count, dtype=torch.bool, device=device)
     why: dict[int, str] = {}
@@ -102,22 +188,23 @@ def train_population(candidates: Sequence[Candidate], split: Split, shape: TaskS
     for t in range(max(steps)):
         batch = index[:, t]
         hidden = x[batch]  # (P, B, in): one gather for the whole population
-        for j in range(len(weights) - 1):
-            hidden = activation(torch.baddbmm(biases[j], hidden, weights[j]))
+        for j, used in enumerate(uses):
+            out = activation(torch.baddbmm(biases[j], hidden, weights[j]))
             if use_dropout:
-                keep = torch.rand(hidden.shape, generator=noise, device=device) >= dropout
-                hidden = hidden * keep / (1 - dropout)
+                keep = torch.rand(out.shape, generator=noise, device=device) >= dropout
+                out = out * keep / (1 - dropout)
+            hidden = out if used is None else torch.where(used, out, hidden)  # a shallower model skips it
         logits = torch.baddbmm(biases[-1], hidden, weights[-1])
         if distilling:
-            loss_each = distillation_loss(logits, y[batch], soft[rows, batch], weight)
+            loss_each = distillation_loss(logits, y[batch], soft[own, batch], weight)
         else:
             loss_each = F.cross_entropy(logits.flatten(0, 1), y[batch].flatten(), reduction="none").view(count, -1)
         loss = (loss_each * valid[:, t]).sum(1) / per_model_rows  # each model's mean over its own batch
         active = alive & (t < last)
         grads = torch.autograd.grad(torch.where(active, loss, 0.0).sum(), params)
-        step_lr = torch.where(active, lr, 0.0).view(-1, 1, 1)
+        step_lr = torch.where(active.view(-1, 1), lr, 0.0)
         with torch.no_grad():
-            update(optimizer, params, grads, first, second, step_lr, decay, t + 1)
+            rule.update(flat, torch.cat([g.flatten(1) for g in grads], 1), first, second, step_lr, t + 1)
             if frozen:  # a frozen trunk: its first layer goes back to where it started
                 weights[0][frozen], biases[0][frozen] = trunk
         if (t + 1) % check_every == 0 or t + 1 == max(steps):
@@ -137,8 +224,9 @@ def train_population(candidates: Sequence[Candidate], split: Split, shape: TaskS
             continue
         with torch.no_grad():
             for j, layer in enumerate(layers):
-                layer.weight.copy_(weights[j][i].T)
-                layer.bias.copy_(biases[j][i, 0])
+                slot = slot_of(layers, j)
+                layer.weight.copy_(weights[slot][i, :layer.in_features, :layer.out_features].T)
+                layer.bias.copy_(biases[slot][i, 0, :layer.out_features])
         try:
             results.append(finish(candidate, model.to(device), x, y, steps[i], inherited[i]))
         except Quarantine as reason:
@@ -146,31 +234,46 @@ def train_population(candidates: Sequence[Candidate], split: Split, shape: TaskS
     return results
 
 
-def update(optimizer: str, params, grads, first, second, lr: torch.Tensor, decay: torch.Tensor,
-           step: int, momentum: float = 0.9, betas=(0.9, 0.999), eps: float = 1e-8) -> None:
-    """One optimizer step for all models at once, following torch.optim's SGD (momentum 0.9, L2),
-    Adam (L2) and AdamW (decoupled decay) with a per-model learning rate and weight decay."""
-    for p, g, m, v in zip(params, grads, first, second):
-        if optimizer == "sgd":
-            g = g + decay * p
-            m.mul_(momentum).add_(g)
+class Rule:
+    """Each model's optimizer step on the population's flat (P, N) parameters, following
+    torch.optim's SGD (momentum 0.9, L2 decay), Adam (L2 decay) and AdamW (decoupled decay), with
+    a per-model learning rate and weight decay.
+
+    SGD's momentum buffer and Adam's first moment share one tensor: both are m = 0.9 m + c g, with
+    c = 1 for SGD and 1 - 0.9 for Adam. A population of one rule skips the others' work."""
+
+    def __init__(self, optimizers: list[str], decay: list[float], device: torch.device):
+        sgd = [name == "sgd" for name in optimizers]
+        decoupled = [name == "adamw" for name in optimizers]
+        per_model = lambda values: torch.tensor(values, device=device).view(-1, 1)  # noqa: E731
+        self.adam = not all(sgd)  # any Adam or AdamW member: keep a second moment
+        self.adam_only = None if not any(sgd) else per_model([not s for s in sgd])  # None: no SGD to select out
+        self.l2 = per_model([0.0 if d else w for d, w in zip(decoupled, decay)])
+        self.decoupled = per_model([w if d else 0.0 for d, w in zip(decoupled, decay)]) if any(decoupled) else None
+        self.gain = per_model([1.0 if s else 1 - BETAS[0] for s in sgd])  # c in m = 0.9 m + c g
+
+    def update(self, p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor | None,
+               lr: torch.Tensor, step: int) -> None:
+        """One step in place: parameters p, gradients g, moments m and v, all (P, N); lr (P, 1)."""
+        if self.decoupled is not None:
+            p.mul_(1 - lr * self.decoupled)
+        g = g + self.l2 * p
+        m.mul_(MOMENTUM).add_(self.gain * g)
+        if v is None:  # SGD only
             p.sub_(lr * m)
-            continue
-        if optimizer == "adamw":
-            p.mul_(1 - lr * decay)
-        else:
-            g = g + decay * p
-        m.mul_(betas[0]).add_(g, alpha=1 - betas[0])
-        v.mul_(betas[1]).addcmul_(g, g, value=1 - betas[1])
-        denominator = (v.sqrt() / math.sqrt(1 - betas[1] ** step)).add_(eps)
-        p.sub_(lr / (1 - betas[0] ** step) * m / denominator)
+            return
+        v.mul_(BETAS[1]).addcmul_(g, g, value=1 - BETAS[1])
+        step_size = lr / (1 - BETAS[0] ** step) * m / (v.sqrt() / math.sqrt(1 - BETAS[1] ** step)).add_(EPS)
+        if self.adam_only is not None:  # mixed: SGD members take lr * m instead
+            step_size = torch.where(self.adam_only, step_size, lr * m)
+        p.sub_(step_size)
 
 
 @dataclass
 class Batched:
-    """Train same-shape candidates as stacked populations. Selected with `execution=batched`."""
+    """Train the MLP candidates as stacked populations of up to `chunk`. Selected with `execution=batched`."""
 
-    chunk: int = 32  # most models in one population: bounds memory, keeps a group's weights in cache
+    chunk: int = 32  # most models in one population: bounds memory and padding (chunks hold similar sizes)
     time_limit_s: float = 60.0  # per population; past it, its unfinished members are quarantined
     threads: int | None = None  # torch threads; 1 when several runs share the machine (see docs/scale.md)
 
@@ -184,20 +287,19 @@ class Batched:
               task: TaskShape) -> list[Successor | Quarantined]:
         use_threads(self.threads)
         split = data["train"]
-        groups: dict[object, list[int]] = defaultdict(list)
-        for i, candidate in enumerate(candidates):
-            groups[population_key(candidate, task) or ("alone", i)].append(i)
         results: dict[int, Successor | Quarantined] = {}
-        for members in groups.values():
-            for at in range(0, len(members), self.chunk):
-                chunk = members[at:at + self.chunk]
-                for i, result in zip(chunk, self.train_group([candidates[i] for i in chunk], split, task)):
-                    results[i] = result
+        stackable = sorted((key, i) for i, c in enumerate(candidates) if (key := population_key(c, task)) is not None)
+        for i, candidate in enumerate(candidates):
+            if population_key(candidate, task) is None:
+                results[i] = attempt(candidate, split, task, self.time_limit_s)
+        for at in range(0, len(stackable), self.chunk):
+            chunk = [i for _, i in stackable[at:at + self.chunk]]
+            chunk.sort(key=lambda i: str(candidates[i].genome.arch["activation"]))  # one call per activation
+            for i, result in zip(chunk, self.train_group([candidates[i] for i in chunk], split, task)):
+                results[i] = result
         return [results[i] for i in range(len(candidates))]
 
     def train_group(self, group: list[Candidate], split: Split, task: TaskShape) -> list[Successor | Quarantined]:
-        if len(group) == 1:
-            return [attempt(group[0], split, task, self.time_limit_s)]
         try:
             return train_population(group, split, task, self.time_limit_s)
         except Exception as err:  # a broken group must not stop the loop

@@ -28,15 +28,19 @@ class Quarantine(Exception):
     """Training of one candidate failed in a way the loop records and survives."""
 
 
+def check_optimizer(name: str) -> None:
+    if name not in OPTIMIZERS:
+        raise ValueError(f"recipe optimizer {name!r} is not one of {OPTIMIZERS}")
+
+
 def make_optimizer(recipe: Mapping[str, object], params) -> torch.optim.Optimizer:
     name, lr, wd = str(recipe["optimizer"]), float(recipe["lr"]), float(recipe["weight_decay"])
+    check_optimizer(name)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-    raise ValueError(f"recipe optimizer {name!r} is not one of {OPTIMIZERS}")
+    return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
 
 
 def batch_plan(candidate: Candidate, rows: int, max_steps: int) -> torch.Tensor:

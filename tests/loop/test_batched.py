@@ -47,12 +47,42 @@ def test_dropout_trains_in_the_population_too(train_view):
     assert all(isinstance(r, Successor) and r.train["train_loss"] < 1.0 for r in results)
 
 
-def test_mixed_shapes_are_grouped_and_order_is_kept(train_view):
-    mixed = population("adam")[:2] + population("sgd")[2:] + [
-        Candidate("1.9", population("adam", width=16)[0].genome, None, 7)]
-    keys = [population_key(c) for c in mixed]
-    assert len(set(keys)) == 3
-    results = Batched(chunk=2).train(mixed, train_view, SHAPE)
+def mixed_population() -> list[Candidate]:
+    """Every depth, several widths, all activations and optimizers, with and without weight decay."""
+    genes = [(1, 8, "relu", "sgd"), (3, 40, "tanh", "adam"), (2, 16, "gelu", "adamw"), (1, 24, "silu", "adam"),
+             (3, 12, "relu", "adamw"), (2, 32, "silu", "sgd"), (2, 20, "tanh", "sgd")]
+    return [Candidate(f"1.{i}", Genome("mlp", {"depth": depth, "width": width, "activation": activation, "dropout": 0.0},
+                                       {"optimizer": optimizer, "lr": lr, "steps": steps, "batch_size": batch,
+                                        "weight_decay": decay}), None, 200 + i)
+            for i, ((depth, width, activation, optimizer), (lr, steps, batch, decay))
+            in enumerate(zip(genes, RECIPES + RECIPES))]
+
+
+def test_mixed_shapes_share_one_population_and_match_serial(train_view):
+    mixed = mixed_population()
+    assert all(population_key(c) is not None for c in mixed)
+    results = Batched().train(mixed, train_view, SHAPE)
+    assert [r.candidate.key for r in results] == [c.key for c in mixed]
+    serial = Serial().train(mixed, train_view, SHAPE)
+    for s, b in zip(serial, results):
+        assert b.train["parameters"] == s.train["parameters"]  # padding never reaches the model
+        assert b.train["train_loss"] == pytest.approx(s.train["train_loss"], abs=1e-3, rel=0.02)
+
+
+def test_padding_and_skipped_layers_leave_each_model_as_if_alone(train_view):
+    """Zero-padded units and skipped layers never move and never touch a model's own units: each
+    member of a mixed population ends where it would in a population of one, up to float rounding."""
+    mixed = mixed_population()
+    together = Batched().train(mixed, train_view, SHAPE)
+    for candidate, member in zip(mixed, together):
+        alone = Batched().train([candidate], train_view, SHAPE)[0]
+        for (name, w), (_, w_alone) in zip(member.model.state_dict().items(), alone.model.state_dict().items()):
+            assert torch.allclose(w, w_alone, atol=1e-5), (candidate.genome.arch, name)
+
+
+def test_chunks_hold_similar_sizes_and_order_is_kept(train_view):
+    mixed = mixed_population()
+    results = Batched(chunk=3).train(mixed, train_view, SHAPE)
     assert [r.candidate.key for r in results] == [c.key for c in mixed]
     serial = Serial().train(mixed, train_view, SHAPE)
     for s, b in zip(serial, results):
@@ -70,11 +100,15 @@ def test_a_diverging_member_is_quarantined_alone(train_view):
     assert results[0].train["train_loss"] == pytest.approx(alone.train["train_loss"], abs=1e-3, rel=0.02)
 
 
-def test_a_broken_group_is_quarantined_with_the_reason(train_view):
-    broken = [Candidate(f"1.{i}", Genome("mlp", {"depth": 1, "width": 8, "activation": "nope", "dropout": 0.0},
-                                          population("adam")[0].genome.recipe), None, i) for i in range(2)]
-    results = Batched().train(broken, train_view, SHAPE)
-    assert all(isinstance(r, Quarantined) and "activation 'nope'" in r.reason for r in results)
+def test_a_broken_member_is_quarantined_alone_with_the_reason(train_view):
+    good = population("adam")[:2]
+    broken = [Candidate("1.8", Genome("mlp", {"depth": 1, "width": 8, "activation": "nope", "dropout": 0.0},
+                                      good[0].genome.recipe), None, 8),
+              Candidate("1.9", good[0].genome.replace(recipe={"optimizer": "lion"}), None, 9)]
+    results = Batched().train([broken[0], *good, broken[1]], train_view, SHAPE)
+    assert isinstance(results[0], Quarantined) and "activation 'nope'" in results[0].reason
+    assert isinstance(results[3], Quarantined) and "optimizer 'lion'" in results[3].reason
+    assert all(isinstance(r, Successor) for r in results[1:3])
 
 
 @pytest.mark.parametrize("bad", [dict(chunk=0), dict(chunk=2.5), dict(time_limit_s=0)])
