@@ -1,6 +1,6 @@
 """Command-line entry points (see DESIGN.md, "CLI"):
 
-    rsi-loop [overrides]                   run an experiment (Hydra: -m, --cfg, --help, --config-dir)
+    rsi-loop [overrides]                   run an experiment (Hydra: -m, --cfg, --config-dir; --help: ours)
     rsi-loop resume=<run_dir>              continue a stopped or crashed run in place
     rsi-loop-report <run_dir>              rebuild report.md and plots/ from the ledger alone
     rsi-loop-report <multirun_dir>         ... for every run of a sweep, plus one comparing them
@@ -177,11 +177,49 @@ def _resume(argv: list[str]) -> None:
     run_or_fail(OmegaConf.load(config), run_dir, resume=True)
 
 
+HELP = """rsi-loop: run one experiment of the self-improvement loop (a sweep with -m).
+
+  rsi-loop [group=option ...] [key=value ...]     e.g. rsi-loop evaluator=likelihood gate=off
+  rsi-loop -m experiment=recursion                a sweep: one run per combination
+  rsi-loop resume=<run_dir>                       continue a stopped run in place
+  rsi-loop --hydra-help                           Hydra's own flags (--cfg job, --info, ...)
+
+== Configuration groups ==
+Compose your configuration from those groups (group=option)
+
+{groups}
+
+== Config ==
+Override anything in the config (foo.bar=value)
+
+{config}"""
+
+
+def print_help(overrides: list[str]) -> None:
+    """`rsi-loop [overrides] --help`. Hydra's own app help lists the groups by building a config
+    repository per group, which takes longer than the rest of the help together; the groups are
+    the folders of configs/, so they are read from there."""
+    from hydra import compose, initialize_config_dir
+
+    folders = sorted(p for p in Path(CONFIG_DIR).iterdir() if p.is_dir() and p.name != "hydra")
+    groups = "\n".join(f"{folder.name}: {', '.join(sorted(f.stem for f in folder.glob('*.yaml')))}"
+                       for folder in folders)
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose("config", overrides=overrides)
+    except Exception as err:  # a bad override: say which, as a run would
+        fail(str(err), 2)
+    print(HELP.format(groups=groups, config=OmegaConf.to_yaml(cfg)), end="")
+
+
 def main() -> None:
     """`rsi-loop`: run an experiment with Hydra, or resume one in place."""
     if "" not in sys.path and os.getcwd() not in sys.path:  # as `python -m loop` would: your own
         sys.path.append(os.getcwd())  # plugins next to you import (appended: never shadows ours)
     argv = sys.argv[1:]
+    flags = [a for a in argv if a.startswith("-")]
+    if flags and set(flags) <= {"--help", "-h"}:
+        return print_help([a for a in argv if a not in flags])
     resume = [a for a in argv if a.startswith("resume=") and a != "resume=null"]
     if resume:
         return _resume([resume[0]] + [a for a in argv if a != resume[0]])

@@ -48,6 +48,12 @@ def test_python_dash_m_loop_and_hydra_flags_work():
     helped = cli("rsi-loop", "--help")
     assert helped.returncode == 0 and "evaluator: accuracy, confidence, exploitable, likelihood" in helped.stdout
     assert "generator: bandit, crossover, fixed, mutate, self_adaptive" in helped.stdout
+    assert "hydra" not in helped.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
+    overridden = cli("rsi-loop", "gate=off", "--help")  # the config shown is the one composed
+    assert overridden.returncode == 0 and "loop.gates.Off" in overridden.stdout
+    bad = cli("rsi-loop", "evaluator=nope", "--help")
+    assert bad.returncode == 2 and "evaluator/nope" in bad.stderr
+    assert cli("rsi-loop", "--hydra-help").returncode == 0
 
 
 def test_verify_exits_0_intact_1_tampered_2_bad_usage(cli_run, tmp_path):
