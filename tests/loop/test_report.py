@@ -237,6 +237,26 @@ def test_tampered_ledger_raises(tmp_path: Path) -> None:
     assert not (tmp_path / "report.md").exists()
 
 
+def test_plots_are_rgb_pngs_with_one_gate_panel_per_probe(tmp_path: Path) -> None:
+    from PIL import Image
+
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    start(ledger, 2)
+    inc = baseline(ledger, 0.80, 0.78)
+    inc = generation(ledger, 1, inc, (0.80, 0.78), [("m1aaaaaa11111111", 0.85, 0.83)], "vetoed",
+                     probes={"calibration": (4.2, 0.0), "ood": (0.2, 0.1), "shortcut": (1.5, 0.0),
+                             "robustness": (0.3, None)})  # no incumbent value: a summary panel
+    generation(ledger, 2, inc, (0.80, 0.78), [("m2bbbbbb22222222", 0.86, 0.84)], "promoted",
+               probes={"calibration": (0.5, 0.4), "ood": (0.1, 0.1)})
+    check_outputs(tmp_path)
+    # 110 dpi; four probes make a 3 x 2 grid of 4.5 x 3.3 inch panels
+    sizes = {"scores.png": (880, 528), "goodhart.png": (880, 605), "gate.png": (1485, 726),
+             "lineage.png": (880, 528)}
+    for name, size in sizes.items():
+        with Image.open(tmp_path / "plots" / name) as image:
+            assert (image.format, image.mode, image.size) == ("PNG", "RGB", size), name
+
+
 def test_report_module_does_not_import_torch() -> None:
     root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", "import loop.report, sys; assert 'torch' not in sys.modules"],
