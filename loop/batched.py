@@ -2,8 +2,9 @@
 
 The unit of work is tiny (a small MLP for a few hundred steps), so a per-model Python loop spends
 most of its time in overhead. Here P models become one set of stacked tensors, W: (P, in, out),
-and every step is one gathered batch (P, B, in), one `baddbmm` per layer, one backward and one
-vectorised optimizer update for all P models.
+and every step is one gathered batch (P, B, in), one `baddbmm` per layer, a backward pass written
+out by hand (`backward`: two `bmm` per layer, no autograd graph to build and walk) and one
+optimizer update on all P models' parameters, kept in one flat (P, N) tensor.
 
 Models of different shapes, activations and optimizers still share one population, exactly:
 - a narrower model is zero-padded to the population's widest layer. Its padded units have zero
@@ -32,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from loop.execution import (Quarantine, attempt, batch_plan, check_optimizer, check_threads,
-                            check_time_limit, distillation_loss, finish, quarantine_reason, start_model,
+                            check_time_limit, finish, quarantine_reason, start_model,
                             use_threads)
 from loop.inherit import distill_weight, linears, teacher_probs
 from loop.prior import set_trunk
@@ -67,7 +68,7 @@ def mask(flags: list[bool], device: torch.device) -> torch.Tensor | None:
 
 def stack_slots(layers_of: list[list[torch.nn.Linear]], device: torch.device):
     """All P models' parameters as one contiguous (P, N) tensor, and per slot its stacked, zero-padded
-    weights (P, in, out) and biases (P, 1, out): views of it that autograd treats as leaves. Slots
+    weights (P, in, out) and biases (P, 1, out), views of it. Slots
     are hidden layers 0..D-1 of the deepest model, then the output layer. Also, per hidden slot,
     which models use it (None: all). One flat tensor makes the optimizer step a few whole-population
     operations instead of a few per layer."""
@@ -87,7 +88,7 @@ def stack_slots(layers_of: list[list[torch.nn.Linear]], device: torch.device):
             weights[slot][i, :layer.in_features, :layer.out_features] = layer.weight.detach().T
             biases[slot][i, 0, :layer.out_features] = layer.bias.detach()
     uses = [mask([j < len(layers) - 1 for layers in layers_of], device) for j in range(depth)]
-    return flat, [w.requires_grad_() for w in weights], [b.requires_grad_() for b in biases], uses
+    return flat, weights, biases, uses
 
 
 def slot_of(layers: list[torch.nn.Linear], j: int) -> int:
@@ -96,19 +97,37 @@ def slot_of(layers: list[torch.nn.Linear], j: int) -> int:
     return -1 if j == len(layers) - 1 else j
 
 
-def activation_of(names: list[str]):
-    """One function applying each model's own activation to its slice of a (P, B, width) tensor.
+SQRT_HALF, INV_SQRT_2PI = math.sqrt(0.5), 1 / math.sqrt(2 * math.pi)
+# d act / d pre, from the pre-activation and the activation's output (before dropout)
+DERIVATIVES = {
+    "relu": lambda pre, out: (pre > 0).to(pre.dtype),
+    "tanh": lambda pre, out: 1 - out * out,
+    "gelu": lambda pre, out: 0.5 * (1 + torch.erf(pre * SQRT_HALF)) + pre * torch.exp(-0.5 * pre * pre) * INV_SQRT_2PI,
+    "silu": lambda pre, out: torch.sigmoid(pre) * (1 + pre - out),  # s + x s (1 - s), with out = x s
+}
+
+
+class Activations:
+    """Each model's own activation (and its derivative) on its slice of a (P, B, width) tensor.
     Models with one activation should sit next to each other: each run of them is one call."""
-    runs: list[tuple[str, int, int]] = []  # (activation, first model, past the last)
-    for i, name in enumerate(names):
-        if runs and runs[-1][0] == name:
-            runs[-1] = (name, runs[-1][1], i + 1)
-        else:
-            runs.append((name, i, i + 1))
-    if len(runs) == 1:
-        return ACTIVATIONS[names[0]]
-    chosen = [(ACTIVATIONS[name], first, last) for name, first, last in runs]
-    return lambda pre: torch.cat([act(pre[first:last]) for act, first, last in chosen])
+
+    def __init__(self, names: list[str]):
+        self.runs: list[tuple[str, int, int]] = []  # (activation, first model, past the last)
+        for i, name in enumerate(names):
+            if self.runs and self.runs[-1][0] == name:
+                self.runs[-1] = (name, self.runs[-1][1], i + 1)
+            else:
+                self.runs.append((name, i, i + 1))
+
+    def __call__(self, pre: torch.Tensor) -> torch.Tensor:
+        if len(self.runs) == 1:
+            return ACTIVATIONS[self.runs[0][0]](pre)
+        return torch.cat([ACTIVATIONS[name](pre[a:b]) for name, a, b in self.runs])
+
+    def derivative(self, pre: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        if len(self.runs) == 1:
+            return DERIVATIVES[self.runs[0][0]](pre, out)
+        return torch.cat([DERIVATIVES[name](pre[a:b], out[a:b]) for name, a, b in self.runs])
 
 
 def train_population(candidates: Sequence[Candidate], split: Split, shape: TaskShape,
@@ -140,6 +159,7 @@ def train_population(candidates: Sequence[Candidate], split: Split, shape: TaskS
     return results  # type: ignore[return-value]  (every slot is filled above)
 
 
+@torch.no_grad()  # gradients are written out by hand (`backward`): autograd has nothing to record
 def train_stack(candidates: list[Candidate], models: list[torch.nn.Module], inherited: list[str], frozen: list[int],
                 split: Split, shape: TaskShape, time_limit_s: float, check_every: int) -> list[Successor | Quarantined]:
     """The population's training loop, on models already initialised (and given their trunk)."""
@@ -147,10 +167,9 @@ def train_stack(candidates: list[Candidate], models: list[torch.nn.Module], inhe
     device = torch.device(shape.device)
     count = len(candidates)
     recipes = [c.genome.recipe for c in candidates]
-    activation = activation_of([str(c.genome.arch["activation"]) for c in candidates])
+    activation = Activations([str(c.genome.arch["activation"]) for c in candidates])
     layers_of = [linears(model) for model in models]
     flat, weights, biases, uses = stack_slots(layers_of, device)
-    params = [t for pair in zip(weights, biases) for t in pair]
     trunk = (weights[0][frozen].detach().clone(), biases[0][frozen].detach().clone())
 
     # the batch plan of every model, padded to the longest run and the largest batch
@@ -175,7 +194,7 @@ def train_stack(candidates: list[Candidate], models: list[torch.nn.Module], inhe
     distilling = any(t is not None for t in teachers)
     if distilling:
         soft = torch.stack([t if t is not None else torch.zeros(len(split), shape.n_classes) for t in teachers]).to(device)
-        weight = torch.tensor([distill_weight(c.genome) for c in candidates], device=device).view(-1, 1)
+        weight = column([distill_weight(c.genome) for c in candidates], device)
         own = torch.arange(count, device=device).view(-1, 1)  # model i reads its own teacher's rows
     noise = torch.Generator(device=device).manual_seed(candidates[0].seed)
     first = torch.zeros_like(flat)  # momentum, or Adam's first moment
@@ -184,29 +203,32 @@ def train_stack(candidates: list[Candidate], models: list[torch.nn.Module], inhe
     alive = torch.ones(count, dtype=torch.bool, device=device)
     why: dict[int, str] = {}
     x, y = split.x.to(device), split.y.to(device)
+    one_hot = torch.eye(shape.n_classes, device=device)
 
     for t in range(max(steps)):
         batch = index[:, t]
         hidden = x[batch]  # (P, B, in): one gather for the whole population
+        saved = []  # per hidden slot, what the backward pass needs: input, pre-activation, activation, dropout
         for j, used in enumerate(uses):
-            out = activation(torch.baddbmm(biases[j], hidden, weights[j]))
-            if use_dropout:
-                keep = torch.rand(out.shape, generator=noise, device=device) >= dropout
-                out = out * keep / (1 - dropout)
+            pre = torch.baddbmm(biases[j], hidden, weights[j])
+            act = activation(pre)
+            scale = (torch.rand(act.shape, generator=noise, device=device) >= dropout) / (1 - dropout) \
+                if use_dropout else None
+            saved.append((hidden, pre, act, scale))
+            out = act if scale is None else act * scale
             hidden = out if used is None else torch.where(used, out, hidden)  # a shallower model skips it
-        logits = torch.baddbmm(biases[-1], hidden, weights[-1])
+        log_probs = torch.baddbmm(biases[-1], hidden, weights[-1]).log_softmax(-1)
+        target = one_hot[y[batch]]  # (P, B, classes); distilling, mixed with the teacher's distribution
         if distilling:
-            loss_each = distillation_loss(logits, y[batch], soft[own, batch], weight)
-        else:
-            loss_each = F.cross_entropy(logits.flatten(0, 1), y[batch].flatten(), reduction="none").view(count, -1)
-        loss = (loss_each * valid[:, t]).sum(1) / per_model_rows  # each model's mean over its own batch
+            target = (1 - weight) * target + weight * soft[own, batch]
+        loss = -(target * log_probs).sum(-1).mul(valid[:, t]).sum(1) / per_model_rows  # each model's mean
         active = alive & (t < last)
-        grads = torch.autograd.grad(torch.where(active, loss, 0.0).sum(), params)
+        # d loss_i / d logits = (softmax - target) / rows_i on model i's own rows; 0 once it is done
+        d = (log_probs.exp() - target) * (valid[:, t] * torch.where(active, 1 / per_model_rows, 0.0).view(-1, 1)).unsqueeze(-1)
         step_lr = torch.where(active.view(-1, 1), lr, 0.0)
-        with torch.no_grad():
-            rule.update(flat, torch.cat([g.flatten(1) for g in grads], 1), first, second, step_lr, t + 1)
-            if frozen:  # a frozen trunk: its first layer goes back to where it started
-                weights[0][frozen], biases[0][frozen] = trunk
+        rule.update(flat, backward(d, hidden, saved, weights, uses, activation), first, second, step_lr, t + 1)
+        if frozen:  # a frozen trunk: its first layer goes back to where it started
+            weights[0][frozen], biases[0][frozen] = trunk
         if (t + 1) % check_every == 0 or t + 1 == max(steps):
             for i in torch.nonzero(active & ~torch.isfinite(loss)).flatten().tolist():
                 why[i] = f"training loss became {loss[i].item()} at step {t + 1}/{steps[i]}"
@@ -232,6 +254,27 @@ def train_stack(candidates: list[Candidate], models: list[torch.nn.Module], inhe
         except Quarantine as reason:
             results.append(Quarantined(candidate, str(reason)))
     return results
+
+
+def backward(d: torch.Tensor, last_hidden: torch.Tensor, saved: list, weights: list[torch.Tensor],
+             uses: list[torch.Tensor | None], activation: Activations) -> torch.Tensor:
+    """The gradient of every model's loss by hand, from d = d loss / d logits (P, B, classes): a
+    (P, N) tensor laid out as `stack_slots` lays out the parameters. Written out, a step is a few
+    dozen whole-population operations; autograd's graph of the same step cost more than all of them."""
+    grads = [torch.bmm(last_hidden.transpose(1, 2), d), d.sum(1, keepdim=True)]
+    d_hidden = torch.bmm(d, weights[-1].transpose(1, 2))
+    for j in reversed(range(len(uses))):
+        hidden, pre, act, scale = saved[j]
+        used = uses[j]
+        d_out = d_hidden if used is None else torch.where(used, d_hidden, 0.0)  # a skipped slot learns nothing
+        if scale is not None:
+            d_out = d_out * scale
+        d_pre = d_out * activation.derivative(pre, act)
+        grads[:0] = [torch.bmm(hidden.transpose(1, 2), d_pre), d_pre.sum(1, keepdim=True)]
+        if j > 0:
+            d_in = torch.bmm(d_pre, weights[j].transpose(1, 2))
+            d_hidden = d_in if used is None else torch.where(used, d_in, d_hidden)  # skipped: passed through
+    return torch.cat([g.flatten(1) for g in grads], 1)
 
 
 class Rule:
