@@ -1,7 +1,7 @@
 """Execution speed, side by side in one run: how much beyond the training itself each way of
 training a population costs.
 
-    python benchmarks/execution.py [--population 32] [--generations 2] [--steps 300] [--memory] [--anchors]
+    python benchmarks/execution.py [--population 32] [--generations 2] [--steps 300] [--anchors]
 
 Workload: G generations x P successors of one small MLP (64 -> 64 -> 10, ReLU, Adam, batch 64) on
 the digits train split, each successor with its own seed. Ways, each timed on the same workload:
@@ -18,8 +18,8 @@ the digits train split, each successor with its own seed. Ways, each timed on th
 same 2 CPUs, i.e. the single-threaded time of the same training (`serial` for `ray`, the hand loop
 for Tune) divided by the 2 workers.
 
-Also: achieved GFLOP/s of `batched` against this machine's measured fp32 matmul peak, and (with
---memory) the peak resident memory of the default `rsi-loop` run. Printed, never asserted.
+Also: achieved GFLOP/s of `batched` against this machine's measured fp32 matmul peak. Printed,
+never asserted. The default run's own time and memory: benchmarks/default_run.py.
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ import argparse
 import importlib.util
 import logging
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -178,7 +176,6 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=32)
     parser.add_argument("--generations", type=int, default=2)
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--memory", action="store_true", help="also measure the default run's peak memory")
     parser.add_argument("--anchors", action="store_true",
                         help="also time the Ray Tune FIFO and PBT anchors (needs ray[tune])")
     args = parser.parse_args()
@@ -245,13 +242,6 @@ def main() -> None:
         reference = "serial" if name == "ray" else "hand loop"
         print(f"{name}: wall time over ideal training time = {seconds[name] / t:.2f} "
               f"({seconds[name]:.2f} s vs {t:.2f} s = 1-thread {reference} / {parallel} workers)")
-
-    if args.memory:
-        with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run([sys.executable, "-m", "loop", "tracker=none", f"hydra.run.dir={tmp}/run"],
-                           check=True, capture_output=True)
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f"default run (`rsi-loop tracker=none`): peak resident memory {peak_mb:.0f} MB")
 
 
 if __name__ == "__main__":
