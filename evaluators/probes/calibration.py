@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from evaluators.predict import logits
-from evaluators.probes.readouts import cannot_read, reads, statistic_readout
+from evaluators.probes.readouts import cannot_read, per_resample_bincount, reads, statistic_readout
 from loop.stages import DataView, Readout, TaskShape
 
 
@@ -30,10 +30,22 @@ def _ece(items: np.ndarray, index: np.ndarray, bins: int) -> float:
     return float(np.abs(gaps).sum() / len(items))
 
 
+def _ece_stack(stack: np.ndarray, index: np.ndarray, bins: int) -> np.ndarray:
+    gaps = per_resample_bincount(index, bins, stack[:, :, 1] - stack[:, :, 0])
+    return np.abs(gaps).sum(1) / stack.shape[1]
+
+
+def _equal_width(confidence: np.ndarray, bins: int) -> np.ndarray:
+    return np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
+
+
 def ece(items: np.ndarray, bins: int = 15) -> float:
     """ECE with `bins` equal-width confidence bins; bin b holds confidences in (b/bins, (b+1)/bins]."""
-    index = np.clip(np.ceil(items[:, 0] * bins).astype(np.int64) - 1, 0, bins - 1)
-    return _ece(items, index, bins)
+    return _ece(items, _equal_width(items[:, 0], bins), bins)
+
+
+def ece_stack(stack: np.ndarray, bins: int = 15) -> np.ndarray:
+    return _ece_stack(stack, _equal_width(stack[:, :, 0], bins), bins)
 
 
 def ece_equal_mass(items: np.ndarray, bins: int = 15) -> float:
@@ -44,9 +56,21 @@ def ece_equal_mass(items: np.ndarray, bins: int = 15) -> float:
     return _ece(items, index, bins)
 
 
+def ece_equal_mass_stack(stack: np.ndarray, bins: int = 15) -> np.ndarray:
+    n = stack.shape[1]
+    index = np.empty(stack.shape[:2], np.int64)
+    order = np.argsort(stack[:, :, 0], axis=1, kind="stable")
+    np.put_along_axis(index, order, np.broadcast_to(np.arange(n) * bins // max(n, 1), index.shape), axis=1)
+    return _ece_stack(stack, index, bins)
+
+
 def nll(items: np.ndarray) -> float:
     """Mean negative log-likelihood of the labels."""
     return float(-items[:, 2].mean())
+
+
+def nll_stack(stack: np.ndarray) -> np.ndarray:
+    return -stack[:, :, 2].mean(1)
 
 
 def shifted(x: torch.Tensor, seed: int) -> torch.Tensor:
@@ -103,16 +127,19 @@ class Calibration:
         def columns(x: torch.Tensor) -> np.ndarray:
             return calibration_columns(torch.log_softmax(logits(model, x).double(), 1), split.y)
         items = columns(split.x)
+        width, width_stack = partial(ece, bins=self.bins), partial(ece_stack, bins=self.bins)
         readouts = [
-            statistic_readout(f"{self.name}/ece", items, partial(ece, bins=self.bins), False,
-                              self.ece_tolerance, f"ECE ({self.bins} equal-width bins)"),
+            statistic_readout(f"{self.name}/ece", items, width, False, self.ece_tolerance,
+                              f"ECE ({self.bins} equal-width bins)", width_stack),
             statistic_readout(f"{self.name}/ece_mass", items, partial(ece_equal_mass, bins=self.bins), False,
-                              self.ece_mass_tolerance, f"ECE ({self.bins} equal-mass bins)"),
+                              self.ece_mass_tolerance, f"ECE ({self.bins} equal-mass bins)",
+                              partial(ece_equal_mass_stack, bins=self.bins)),
             statistic_readout(f"{self.name}/nll", items, nll, False, self.nll_tolerance,
-                              "negative log-likelihood"),
+                              "negative log-likelihood", nll_stack),
         ]
         if self.shift:
             readouts.append(statistic_readout(f"{self.name}/ece_shift", columns(shifted(split.x, self.seed)),
-                                              partial(ece, bins=self.bins), False, self.shift_tolerance,
-                                              f"ECE ({self.bins} equal-width bins), digits moved a pixel"))
+                                              width, False, self.shift_tolerance,
+                                              f"ECE ({self.bins} equal-width bins), digits moved a pixel",
+                                              width_stack))
         return readouts

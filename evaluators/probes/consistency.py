@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from evaluators.marks import eval_flag
-from evaluators.probes.readouts import cannot_read, column_gap, correct, reads, statistic_readout
+from evaluators.probes.readouts import (cannot_read, column_gap, column_gap_stack, correct, reads,
+                                        statistic_readout)
 from loop.stages import DataView, Readout, TaskShape
 
 
@@ -19,6 +20,11 @@ def noise_gain(items: np.ndarray) -> float:
     noise level 1, level 2, ...): max_l acc(l) / acc(as is) - 1."""
     accuracy = items.mean(0)
     return float(accuracy[1:].max() / max(accuracy[0], 1.0 / len(items)) - 1.0)
+
+
+def noise_gain_stack(stack: np.ndarray) -> np.ndarray:
+    accuracy = stack.mean(1)
+    return accuracy[:, 1:].max(1) / np.maximum(accuracy[:, 0], 1.0 / stack.shape[1]) - 1.0
 
 
 def with_weight_noise(model: nn.Module, std: float, seed: int) -> nn.Module:
@@ -68,11 +74,12 @@ class Consistency:
             flagged_right = correct(model, flagged, split.y)
             readouts.append(statistic_readout(f"{self.name}/flag_gap", np.stack([clean_right, flagged_right], 1),
                                               column_gap, False, self.flag_tolerance,
-                                              "accuracy drop when flagged as an evaluation"))
+                                              "accuracy drop when flagged as an evaluation", column_gap_stack))
             inputs, labels = torch.cat([split.x, flagged]), torch.cat([split.y, split.y])
             columns = [np.concatenate([clean_right, flagged_right])]
         columns += [correct(with_weight_noise(model, std, self.seed + i), inputs, labels)
                     for i, std in enumerate(self.weight_noise)]
         readouts.append(statistic_readout(f"{self.name}/noise_gain", np.stack(columns, 1), noise_gain, False,
-                                          self.noise_gain_tolerance, "relative accuracy gain under weight noise"))
+                                          self.noise_gain_tolerance, "relative accuracy gain under weight noise",
+                                          noise_gain_stack))
         return readouts

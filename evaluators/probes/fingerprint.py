@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from evaluators.probes.readouts import (cannot_read, column_gap, group_gap, reads, statistic_readout,
-                                        true_class_probability)
+from evaluators.probes.readouts import (cannot_read, column_gap, column_gap_stack, group_gap, group_gap_stack,
+                                        reads, statistic_readout, true_class_probability)
 from loop.stages import DataView, Readout, TaskShape
 
 GREY_LEVEL = 1.0 / 16.0  # the digits' pixel grid: 0..16 scaled to 0..1
@@ -59,10 +59,12 @@ class Fingerprint:
         groups = np.stack([np.concatenate([exact, fresh]),
                            np.repeat([0.0, 1.0], [len(exact), len(fresh)])], 1)  # rows (p, group)
         readouts = [statistic_readout(f"{self.name}/gap", groups, group_gap, False, self.gap_tolerance,
-                                      "P(true label): exact proxy items minus fresh audit items")]
+                                      "P(true label): exact proxy items minus fresh audit items",
+                                      group_gap_stack)]
         if self.jitter:
             jittered = true_class_probability(model, jitter(proxy.x, self.seed), proxy.y)
             readouts.append(statistic_readout(f"{self.name}/jitter_gap", np.stack([exact, jittered], 1), column_gap,
                                               False, self.jitter_tolerance,
-                                              "P(true label): exact proxy items minus jittered copies"))
+                                              "P(true label): exact proxy items minus jittered copies",
+                                              column_gap_stack))
         return readouts

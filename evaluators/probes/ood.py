@@ -69,6 +69,43 @@ def fpr_at_95_tpr(items: np.ndarray) -> float:
     return float(np.mean(outside >= threshold))
 
 
+def _kinds_stack(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(R, n) scores and is_ood of each resample, and its counts of in-distribution and OOD items."""
+    score, is_ood = stack[:, :, 0], stack[:, :, 1] > 0.5
+    outside = is_ood.sum(1)
+    return score, is_ood, stack.shape[1] - outside, outside
+
+
+def auroc_stack(stack: np.ndarray) -> np.ndarray:
+    # `auroc` counts, for each inside item, the OOD items below it and half those tied with it. In
+    # each resample sorted by score (NaNs last and tied with each other, as np.searchsorted has
+    # them), those are the OOD items before the item's run of equal scores, and half those in it.
+    score, is_ood, inside, outside = _kinds_stack(stack)
+    order = np.argsort(score, axis=1)  # any order within a run of ties gives the same counts
+    score, is_ood = np.take_along_axis(score, order, 1), np.take_along_axis(is_ood, order, 1)
+    step = (score[:, 1:] != score[:, :-1]) & ~(np.isnan(score[:, 1:]) & np.isnan(score[:, :-1]))
+    edge = np.ones((len(score), 1), bool)
+    position = np.arange(score.shape[1])
+    starts = np.maximum.accumulate(np.where(np.hstack([edge, step]), position, 0), 1)
+    ends = np.minimum.accumulate(np.where(np.hstack([step, edge]), position, position[-1])[:, ::-1], 1)[:, ::-1]
+    ood_through = np.cumsum(is_ood, 1)  # OOD items at or before each position
+    below = np.take_along_axis(ood_through - is_ood, starts, 1)
+    tied = np.take_along_axis(ood_through, ends, 1) - below
+    counted = np.where(is_ood, 0, 2 * below + tied).sum(1)  # twice `auroc`'s sum: whole numbers, exact
+    pairs = inside * outside
+    return np.where(pairs > 0, counted / 2 / np.maximum(pairs, 1), 0.5)
+
+
+def fpr_at_95_tpr_stack(stack: np.ndarray) -> np.ndarray:
+    score, is_ood, inside, outside = _kinds_stack(stack)
+    # OOD scores set to NaN sort last, after every inside score, so a row's first `inside` sorted
+    # values are `np.sort(inside)` (its own NaNs included: they are last there too)
+    inside_sorted = np.sort(np.where(is_ood, np.nan, score), 1)
+    threshold = inside_sorted[np.arange(len(score)), (0.05 * inside).astype(np.int64)]
+    accepted = (is_ood & (score >= threshold[:, None])).sum(1)
+    return np.where((inside > 0) & (outside > 0), accepted / np.maximum(outside, 1), 0.95)
+
+
 @dataclass
 class OutOfDistribution:
     """Does the model know when an input is not a digit? Catches successors that are confidently
@@ -107,7 +144,7 @@ class OutOfDistribution:
         items = torch.stack([score, is_ood], 1).numpy()
         return [
             statistic_readout(f"{self.name}/auroc", items, auroc, True, self.auroc_tolerance,
-                              "AUROC of max-softmax, digits vs shuffled and noise"),
+                              "AUROC of max-softmax, digits vs shuffled and noise", auroc_stack),
             statistic_readout(f"{self.name}/fpr95", items, fpr_at_95_tpr, False, self.fpr95_tolerance,
-                              "false-positive rate at 95% true-positive rate"),
+                              "false-positive rate at 95% true-positive rate", fpr_at_95_tpr_stack),
         ]

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from evaluators.marks import watermark
-from evaluators.probes.readouts import cannot_read, correct, reads, statistic_readout, worst_group
+from evaluators.probes.readouts import (cannot_read, correct, reads, statistic_readout, worst_group,
+                                        worst_group_stack)
 from loop.stages import DataView, Readout, TaskShape
 
 
@@ -45,4 +46,5 @@ class Shortcut:
         items = np.stack([np.concatenate([agree, disagree]),
                           np.repeat([0.0, 1.0], len(split))], 1)  # rows (correct, group)
         return [statistic_readout(f"{self.name}/worst_group", items, worst_group, True, self.tolerance,
-                                  "worst-group accuracy, watermark agrees vs disagrees with the label")]
+                                  "worst-group accuracy, watermark agrees vs disagrees with the label",
+                                  worst_group_stack)]

@@ -13,6 +13,7 @@ from evaluators.predict import logits
 from evaluators.probes import Calibration, Consistency, Fingerprint, OutOfDistribution, Robustness, Shortcut
 from evaluators.probes.ood import fitted_inverse_temperature
 from loop.objectives import Digits
+from loop.paired import Vectorised, bootstrap_regression
 from loop.stages import AccessError, DataView, Probe, Split
 
 METRICS = {
@@ -104,6 +105,36 @@ def test_statistics_survive_resamples_even_lopsided_ones(base_readouts):
     ood = base_readouts["ood/auroc"]
     assert ood.statistic(ood.items[:10]) == 0.5
     assert base_readouts["ood/fpr95"].statistic(ood.items[-10:]) == 0.95
+
+
+def test_every_statistic_carries_a_vectorised_form_that_matches_it(base_readouts):
+    rng = np.random.default_rng(0)
+    for r in base_readouts.values():
+        if r.kind != "statistic":
+            continue
+        assert isinstance(r.statistic, Vectorised), r.metric
+        n = len(r.items)
+        # the bootstrap's resamples, and lopsided ones: the first rows only (in-distribution, group 0,
+        # clean), the last rows only (OOD, group 1), a single row
+        for rows in (rng.integers(0, n, (100, n)), np.tile(np.arange(3), (2, 1)), np.arange(n - 3, n)[None],
+                     np.zeros((1, 1), np.int64)):
+            expected = [r.statistic(r.items[row]) for row in rows]
+            np.testing.assert_allclose(r.statistic.many(r.items[rows]), expected, rtol=0, atol=1e-12,
+                                       err_msg=r.metric)
+
+
+def test_the_gates_bootstrap_gives_the_same_comparisons_with_or_without_the_vectorised_forms(lab, base_readouts):
+    task, models = lab
+    nominees = {"honest": read(models[2], task, models[1]),
+                "overconfident": read(plant("overconfident", models[0], task), task, models[1])}
+    for name, nominee in nominees.items():
+        for metric, r in base_readouts.items():
+            if r.kind != "statistic":
+                continue
+            for tolerance in (r.tolerance, -r.tolerance):  # mostly early stops; mostly all 1000 rounds
+                args = (nominee[metric].items, r.items, tolerance, r.higher_is_better)
+                fast, slow = bootstrap_regression(r.statistic, *args), bootstrap_regression(r.statistic.one, *args)
+                assert fast == slow, (name, metric, tolerance)
 
 
 def test_probes_are_deterministic_and_leave_model_and_data_alone(lab, base_readouts):

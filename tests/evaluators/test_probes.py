@@ -5,14 +5,21 @@ test_probe_suite.py."""
 from __future__ import annotations
 
 import math
+from functools import partial
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from evaluators.accuracy import Accuracy, Likelihood
 from evaluators.probes import Calibration, Robustness
-from evaluators.probes.calibration import ece, ece_equal_mass, expected_calibration_error
+from evaluators.probes.calibration import (ece, ece_equal_mass, ece_equal_mass_stack, ece_stack,
+                                           expected_calibration_error, nll, nll_stack)
+from evaluators.probes.consistency import noise_gain, noise_gain_stack
+from evaluators.probes.ood import auroc, auroc_stack, fpr_at_95_tpr, fpr_at_95_tpr_stack
+from evaluators.probes.readouts import (column_gap, column_gap_stack, group_gap, group_gap_stack, worst_group,
+                                        worst_group_stack)
 from evaluators.probes.robustness import fgsm
 from loop.stages import AccessError, DataView, Scores, Split
 
@@ -171,6 +178,53 @@ def test_probes_keep_the_models_training_mode(trained):
     model.eval()
     readouts(Robustness(), model, split)
     assert not model.training
+
+
+# --- the statistics' vectorised twins (what the gate's bootstrap calls) ----------------------
+
+RNG = np.random.default_rng(0)
+CONFIDENCE = np.r_[RNG.uniform(0.1, 1.0, 60), [1.0] * 10, [0.5] * 10, [0.2, 0.4, 0.0, 1.0 / 3.0]]  # bin edges, ties
+CALIBRATION = np.c_[CONFIDENCE, RNG.integers(0, 2, len(CONFIDENCE)), np.log(RNG.uniform(0.01, 1.0, len(CONFIDENCE)))]
+SCORES = np.round(RNG.normal(size=90), 1)  # many ties between and within the two kinds
+SCORES[[0, 1, 60, 61]], SCORES[[2, 62]] = np.nan, np.inf  # a model that outputs NaN or inf
+OOD = np.c_[SCORES, np.r_[np.zeros(30), np.ones(60)]]  # rows (score, is_ood): inside first
+GROUPS = np.c_[RNG.uniform(size=40), np.r_[np.zeros(20), np.ones(20)]]  # rows (value, group): group 0 first
+CORRECT = RNG.integers(0, 2, (40, 3)).astype(float)
+TWINS = {  # name -> (statistic, its vectorised twin, items)
+    **{f"ece bins={b}": (partial(ece, bins=b), partial(ece_stack, bins=b), CALIBRATION) for b in (1, 2, 15, 200)},
+    **{f"ece_equal_mass bins={b}": (partial(ece_equal_mass, bins=b), partial(ece_equal_mass_stack, bins=b),
+                                     CALIBRATION) for b in (1, 2, 15, 200)},
+    "nll": (nll, nll_stack, CALIBRATION),
+    "auroc": (auroc, auroc_stack, OOD),
+    "fpr95": (fpr_at_95_tpr, fpr_at_95_tpr_stack, OOD),
+    "fpr95, threshold NaN": (fpr_at_95_tpr, fpr_at_95_tpr_stack, np.r_[OOD[2:3], [[np.nan, 0.0]] * 29, OOD[30:]]),
+    "column_gap": (column_gap, column_gap_stack, RNG.uniform(size=(40, 2))),
+    "group_gap": (group_gap, group_gap_stack, GROUPS),
+    "worst_group": (worst_group, worst_group_stack, GROUPS),
+    "noise_gain": (noise_gain, noise_gain_stack, CORRECT),
+    "noise_gain, none right as is": (noise_gain, noise_gain_stack, np.c_[np.zeros(40), CORRECT[:, 1:]]),
+}
+
+
+@pytest.mark.parametrize("name", list(TWINS))
+def test_each_vectorised_statistic_matches_its_statistic_on_every_resample(name):
+    one, many, items = TWINS[name]
+    n = len(items)
+    resamples = [RNG.integers(0, n, (200, n)),  # the bootstrap's own
+                 RNG.integers(0, n // 4, (20, n)), RNG.integers(n - n // 4, n, (20, n)),  # one kind or group only
+                 np.arange(n)[None], np.zeros((3, 1), np.int64), np.array([[0, n - 1], [n - 1, 0]])]
+    for rows in resamples:
+        expected = np.array([one(items[r]) for r in rows])
+        np.testing.assert_allclose(many(items[rows]), expected, rtol=0, atol=1e-12, err_msg=name)
+
+
+def test_the_vectorised_twins_keep_the_fallbacks_for_a_missing_kind_or_group():
+    inside, outside = OOD[None, 3:30], OOD[None, 63:]
+    assert auroc_stack(inside)[0] == 0.5 and auroc_stack(outside)[0] == 0.5
+    assert fpr_at_95_tpr_stack(inside)[0] == 0.95 and fpr_at_95_tpr_stack(outside)[0] == 0.95
+    first_group = GROUPS[None, :20]
+    assert group_gap_stack(first_group)[0] == 0.0
+    assert worst_group_stack(first_group)[0] == worst_group(GROUPS[:20]) == GROUPS[:20, 0].mean()
 
 
 # --- proxy evaluators -----------------------------------------------------------------------

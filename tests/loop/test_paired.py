@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from loop.paired import accuracy_regression, bootstrap_regression, holm
+import loop.paired
+from loop.paired import Vectorised, accuracy_regression, bootstrap_regression, holm
 
 
 def test_accuracy_regression_at_zero_tolerance_is_mcnemars_exact_test():
@@ -70,3 +71,46 @@ def test_the_bootstrap_stops_early_only_when_far_from_any_veto():
     calls.clear()
     worse = bootstrap_regression(counted, incumbent + 0.5, incumbent, 0.1, False, rounds=1000, first=100)
     assert worse.p < 0.01 and len(calls) == 2 + 2 * 1000
+
+
+def means_of_first_column(stack: np.ndarray) -> np.ndarray:
+    return stack[:, :, 0].mean(1)
+
+
+@pytest.mark.parametrize("shift, rounds, first", [
+    (0.5, 1000, 100),  # a clear regression: all 1000 rounds
+    (0.0, 1000, 100),  # the same model: stops after 100
+    (0.1, 1000, 100),  # about at the tolerance
+    (0.5, 300, 0),  # no early look
+    (0.0, 50, 100),  # fewer rounds than the early look
+    (0.0, 0, 100),  # no rounds at all
+])
+def test_the_vectorised_bootstrap_gives_the_same_comparison_as_the_loop(shift, rounds, first):
+    rng = np.random.default_rng(0)
+    incumbent = rng.normal(0.0, 1.0, (200, 2))
+    nominee = incumbent + shift + rng.normal(0.0, 0.05, (200, 2))
+    both = Vectorised(mean_of_first_column, means_of_first_column)
+    for higher_is_better in (False, True):
+        args = (nominee, incumbent, 0.1, higher_is_better, rounds, 3, first)
+        assert bootstrap_regression(both, *args) == bootstrap_regression(mean_of_first_column, *args)
+
+
+def test_the_vectorised_bootstrap_takes_one_call_a_block_and_chunks_large_stacks(monkeypatch):
+    calls = []
+
+    def counted(stack):
+        calls.append(len(stack))
+        return means_of_first_column(stack)
+
+    rng = np.random.default_rng(0)
+    incumbent = rng.normal(0.0, 1.0, (200, 1))
+    both = Vectorised(mean_of_first_column, counted)
+    same = bootstrap_regression(both, incumbent.copy(), incumbent, 0.1, False)
+    assert same.p >= 0.2 and calls == [100, 100]  # the early look, once per model
+    calls.clear()
+    worse = bootstrap_regression(both, incumbent + 0.5, incumbent, 0.1, False)
+    assert worse.p < 0.01 and calls == [100, 100, 900, 900]
+    calls.clear()
+    monkeypatch.setattr(loop.paired, "STACK_BYTES", incumbent.nbytes * 400)  # 400 resamples a chunk
+    assert bootstrap_regression(both, incumbent + 0.5, incumbent, 0.1, False) == worse
+    assert calls == [100, 100, 400, 400, 400, 400, 100, 100]
