@@ -68,10 +68,9 @@ def mask(flags: list[bool], device: torch.device) -> torch.Tensor | None:
 
 def stack_slots(layers_of: list[list[torch.nn.Linear]], device: torch.device):
     """All P models' parameters as one contiguous (P, N) tensor, and per slot its stacked, zero-padded
-    weights (P, in, out) and biases (P, 1, out), views of it. Slots
-    are hidden layers 0..D-1 of the deepest model, then the output layer. Also, per hidden slot,
-    which models use it (None: all). One flat tensor makes the optimizer step a few whole-population
-    operations instead of a few per layer."""
+    weights (P, in, out) and biases (P, 1, out), views of it. Slots are hidden layers 0..D-1 of the
+    deepest model, then the output layer. Also, per hidden slot, which models use it (None: all).
+    One flat tensor makes the optimizer step a few whole-population operations, not a few per layer."""
     depth = max(len(layers) for layers in layers_of) - 1
     width = max(layer.out_features for layers in layers_of for layer in layers[:-1])
     inputs, classes = layers_of[0][0].in_features, layers_of[0][-1].out_features
@@ -244,11 +243,10 @@ def train_stack(candidates: list[Candidate], models: list[torch.nn.Module], inhe
         if i in why:
             results.append(Quarantined(candidate, why[i]))
             continue
-        with torch.no_grad():
-            for j, layer in enumerate(layers):
-                slot = slot_of(layers, j)
-                layer.weight.copy_(weights[slot][i, :layer.in_features, :layer.out_features].T)
-                layer.bias.copy_(biases[slot][i, 0, :layer.out_features])
+        for j, layer in enumerate(layers):  # back into the model: its own rows and columns only
+            slot = slot_of(layers, j)
+            layer.weight.copy_(weights[slot][i, :layer.in_features, :layer.out_features].T)
+            layer.bias.copy_(biases[slot][i, 0, :layer.out_features])
         try:
             results.append(finish(candidate, model.to(device), x, y, steps[i], inherited[i]))
         except Quarantine as reason:
