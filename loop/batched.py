@@ -329,10 +329,14 @@ class Batched:
         use_threads(self.threads)
         split = data["train"]
         results: dict[int, Successor | Quarantined] = {}
-        stackable = sorted((key, i) for i, c in enumerate(candidates) if (key := population_key(c, task)) is not None)
+        stackable: list[tuple[tuple, int]] = []
         for i, candidate in enumerate(candidates):
-            if population_key(candidate, task) is None:
+            key = population_key(candidate, task)
+            if key is None:
                 results[i] = attempt(candidate, split, task, self.time_limit_s)
+            else:
+                stackable.append((key, i))
+        stackable.sort()
         for at in range(0, len(stackable), self.chunk):
             chunk = [i for _, i in stackable[at:at + self.chunk]]
             chunk.sort(key=lambda i: str(candidates[i].genome.arch["activation"]))  # one call per activation
