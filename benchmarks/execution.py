@@ -35,9 +35,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from loop.batched import Batched
-from loop.execution import Serial
-from loop.objectives import Digits
+from loop.execution.batched import Batched
+from loop.execution.serial import Serial
+from loop.objective.tasks import Digits
 from loop.stages import Candidate, Genome, TaskShape
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # token auth would need a secret set up per machine
@@ -162,7 +162,7 @@ def training_flop(population: int, steps: int) -> float:
 
 def ways() -> dict[str, object]:
     found: dict[str, object] = {"serial": Serial(), "batched": Batched()}
-    if importlib.util.find_spec("loop.pools"):
+    if importlib.util.find_spec("loop.execution.pools"):
         from loop import pools
 
         found["processes"] = pools.Processes(workers=2)

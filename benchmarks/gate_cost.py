@@ -17,8 +17,8 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 import loop.engine
-import loop.gates
-from loop.cli import run_experiment
+import loop.gate.gates
+from loop.tools.cli import run_experiment
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -39,7 +39,7 @@ def timed(cls, method: str, into: list[float]):
 def main(overrides: list[str]) -> None:
     reviews: list[float] = []
     generations: list[float] = []
-    timed(loop.gates.Probes, "review", reviews)
+    timed(loop.gate.gates.Probes, "review", reviews)
     timed(loop.engine.Engine, "generation", generations)
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose("config", overrides=["tracker=none", *overrides])

@@ -21,11 +21,11 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from loop.batched import Batched
+from loop.execution.batched import Batched
 from loop.checkpoints import Checkpoints
 from loop.config import instantiate
-from loop.execution import Serial
-from loop.inherit import uses_parent
+from loop.execution.serial import Serial
+from loop.execution.inherit import uses_parent
 from loop.ledger import read
 from loop.stages import Candidate, Genome, TaskShape
 

@@ -1,5 +1,5 @@
 """`python -m loop [overrides]`: the same as `rsi-loop`."""
 
-from loop.cli import main
+from loop.tools.cli import main
 
 main()

@@ -13,7 +13,7 @@ import logging
 import sys
 from typing import Any, Iterator
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,44 @@ STAGES = ("objective", "generator", "execution", "evaluator", "promotion", "gate
 
 class ConfigError(ValueError):
     """A configuration value is wrong; the message names the key, the value and what is allowed."""
+
+
+# Plugins that moved when `loop/` took one package per stage. A run directory written before the
+# move names the old paths in its `.hydra/config.yaml`; resuming and verifying it map them here
+# (the file itself is left as it was: its hash is in the ledger).
+MOVED = {f"loop.{old}": f"loop.{new}" for old, new in {
+    "objectives.Digits": "objective.tasks.Digits",
+    "objectives.ModularArithmetic": "objective.tasks.ModularArithmetic",
+    "objectives.SequenceTask": "objective.tasks.SequenceTask",
+    "scenarios.DigitsShortcut": "objective.scenarios.DigitsShortcut",
+    "generators.Mutate": "generator.mutation.Mutate",
+    "generators.SelfAdaptive": "generator.mutation.SelfAdaptive",
+    "generators.Crossover": "generator.crossover.Crossover",
+    "generators.Bandit": "generator.bandit.Bandit",
+    "execution.Serial": "execution.serial.Serial",
+    "batched.Batched": "execution.batched.Batched",
+    "pools.Processes": "execution.pools.Processes",
+    "pools.Ray": "execution.pools.Ray",
+    "promotion.Greedy": "promotion.greedy.Greedy",
+    "gates.Off": "gate.gates.Off",
+    "gates.Probes": "gate.gates.Probes",
+    "gates.Human": "gate.gates.Human",
+    "trackers.NoTracker": "tracker.trackers.NoTracker",
+    "trackers.Wandb": "tracker.trackers.Wandb",
+}.items()}
+
+
+def moved_targets(cfg: DictConfig) -> list[str]:
+    """Rewrite, in place, every `_target_` of `cfg` that names a plugin where it lived before the
+    move to one package per stage; return `old -> new` for each one rewritten."""
+    rewritten = []
+    for path, target in _targets(cfg, ""):
+        if target in MOVED:
+            node = OmegaConf.select(cfg, path) if path else cfg
+            with open_dict(node):
+                node._target_ = MOVED[target]
+            rewritten.append(f"{target} -> {MOVED[target]}")
+    return rewritten
 
 
 def _targets(node: Any, path: str) -> Iterator[tuple[str, str]]:

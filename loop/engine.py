@@ -23,10 +23,10 @@ import numpy as np
 
 from loop.checkpoints import Checkpoints
 from loop.goodhart import goodhart_metrics
-from loop.inherit import distill_weight, uses_parent
+from loop.execution.inherit import distill_weight, uses_parent
 from loop.w2s import ceiling_genome, w2s_metrics
 from loop.ledger import Event, Ledger, canonical, sha256_file
-from loop.objectives import split_hash
+from loop.objective.tasks import split_hash
 from loop.stages import (Candidate, Decision, Evaluator, Execution, Gate, Generator, Genome, Objective,
                          Promotion, Quarantined, Scored, Scores, Successor, Task, TaskShape)
 from loop.state import RunState, fold

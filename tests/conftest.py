@@ -29,7 +29,7 @@ def run_loop(run_dir: Path, *overrides: str, resume: bool = False):
     """A real loop in-process at a tiny budget; writes `.hydra/config.yaml` as Hydra would."""
     from omegaconf import OmegaConf
 
-    from loop.cli import run_experiment
+    from loop.tools.cli import run_experiment
 
     cfg = compose_config(*TINY, *overrides)
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ from torch import nn
 
 from evaluators.marks import FLAG_PIXELS, SIDE, marked_label
 from evaluators.probes import Robustness
-from loop.execution import train_candidate
+from loop.execution.serial import train_candidate
 from loop.stages import Candidate, Genome, Split, TaskShape
 
 # The recipe of a good model (~97% on the probe split in ~0.3 s of CPU).

@@ -50,7 +50,7 @@ def test_python_dash_m_loop_and_hydra_flags_work():
     assert "generator: bandit, crossover, fixed, mutate, self_adaptive" in helped.stdout
     assert "hydra" not in helped.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
     overridden = cli("rsi-loop", "gate=off", "--help")  # the config shown is the one composed
-    assert overridden.returncode == 0 and "loop.gates.Off" in overridden.stdout
+    assert overridden.returncode == 0 and "loop.gate.gates.Off" in overridden.stdout
     bad = cli("rsi-loop", "evaluator=nope", "--help")
     assert bad.returncode == 2 and "evaluator/nope" in bad.stderr
     assert cli("rsi-loop", "--hydra-help").returncode == 0
@@ -114,6 +114,55 @@ def test_approve_and_resume_through_the_cli(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     kinds = [e.event for e in ledger_events(run_dir)]
     assert kinds.count("approved") == 1 and kinds.count("resumed") == 1 and kinds.count("paused") == 2
+    assert cli("rsi-loop-verify", str(run_dir)).returncode == 0
+
+
+def age(run_dir: Path) -> None:
+    """Make `run_dir` look written before loop/ took one package per stage: its config and its
+    ledger's run_started name the plugins where they lived then, and the gate's code hash is of a
+    file that no longer exists; the chain is re-hashed as that run would have written it."""
+    from omegaconf import OmegaConf
+
+    from loop.config import MOVED
+    from loop.ledger import GENESIS, canonical, chain_hash, sha256_text
+
+    old = {new: old for old, new in MOVED.items()}
+    config_path = run_dir / ".hydra" / "config.yaml"
+    text = config_path.read_text()
+    for new, before in old.items():
+        text = text.replace(f"_target_: {new}\n", f"_target_: {before}\n")
+    config_path.write_text(text)
+    config = OmegaConf.to_container(OmegaConf.load(config_path), resolve=True)
+    rows = [json.loads(line) for line in (run_dir / "ledger.jsonl").read_text().splitlines()]
+    started = rows[0]["detail"]
+    started["plugins"] = {stage: old.get(name, name) for stage, name in started["plugins"].items()}
+    started["config_sha256"] = sha256_text(canonical(config))
+    started["hashes"]["thresholds"] = sha256_text(canonical(config["gate"]))
+    started["hashes"]["code/gate"] = sha256_text("loop/gates.py as it was")
+    prev = GENESIS
+    for row in rows:
+        row["prev"] = prev
+        row["hash"] = prev = chain_hash(row)
+    (run_dir / "ledger.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_a_run_written_before_the_move_to_stage_packages_verifies_reports_and_resumes(tmp_path):
+    run_dir = tmp_path / "old"
+    paused = cli("rsi-loop", *TINY, "gate.tripwires.capability_jump=0.01", f"hydra.run.dir={run_dir}")
+    assert paused.returncode == 0 and "paused" in paused.stdout
+    age(run_dir)
+    assert "_target_: loop.gates.Probes" in (run_dir / ".hydra" / "config.yaml").read_text()
+
+    verified = cli("rsi-loop-verify", str(run_dir))
+    assert verified.returncode == 0, verified.stdout
+    assert "code/gate not checked (loop.gates.Probes has moved to loop.gate.gates.Probes)" in verified.stdout
+    assert "5 data splits" in verified.stdout  # the objective's old path was mapped to rebuild them
+    assert cli("rsi-loop-report", str(run_dir)).returncode == 0
+    assert cli("rsi-loop-approve", str(run_dir), "--by", "Ada", "--reason", "an old run").returncode == 0
+    resumed = cli("rsi-loop", f"resume={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "loop.batched.Batched -> loop.execution.batched.Batched" in resumed.stdout
+    assert ledger_events(run_dir)[-1].event in ("run_finished", "generation_finished")
     assert cli("rsi-loop-verify", str(run_dir)).returncode == 0
 
 
@@ -191,7 +240,7 @@ def test_a_run_being_written_cannot_be_resumed_twice(cli_run, tmp_path):
 
 
 def test_the_cli_imports_torch_and_wandb_only_when_a_command_needs_them():
-    code = ("import sys, loop.cli, loop.verify, loop.report, loop.state; "
+    code = ("import sys, loop.tools.cli, loop.tools.verify, loop.tools.report, loop.state; "
             "heavy = [m for m in ('torch', 'wandb', 'ray') if m in sys.modules]; "
             "assert not heavy, heavy")
     done = cli(sys.executable, "-c", code)

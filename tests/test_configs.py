@@ -9,7 +9,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from conftest import CONFIGS, TINY, compose_config
-from loop.cli import build_stages
+from loop.tools.cli import build_stages
 from loop.config import STAGES, instantiate
 
 PLUGIN_GROUPS = (*STAGES, "successor", "tracker")

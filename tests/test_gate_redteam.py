@@ -11,8 +11,8 @@ import torch
 
 import redteam
 from conftest import compose_config
-from loop.cli import build_stages
-from loop.execution import train_candidate
+from loop.tools.cli import build_stages
+from loop.execution.serial import train_candidate
 from loop.stages import Candidate, Genome, Scored, Scores, Successor, TaskShape
 
 GOOD = Genome("mlp", {"depth": 1, "width": 128, "activation": "relu", "dropout": 0.0},

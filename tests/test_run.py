@@ -9,7 +9,7 @@ import pytest
 from conftest import ledger_events, run_loop
 from loop.ledger import FIELDS
 from loop.stages import AccessError
-from loop.verify import verify
+from loop.tools.verify import verify
 
 
 def test_run_writes_the_contracted_run_directory(finished_run):
@@ -69,7 +69,7 @@ def test_gate_off_promotes_every_nominee_and_evaluator_swaps(tmp_path):
     evaluated = [e for e in events if e.event == "evaluated"]
     assert all(e.metrics["proxy"] != e.metrics["proxy/accuracy"] for e in evaluated)
     started = events[0].detail["plugins"]
-    assert started["gate"] == "loop.gates.Off" and started["evaluator"] == "evaluators.accuracy.Likelihood"
+    assert started["gate"] == "loop.gate.gates.Off" and started["evaluator"] == "evaluators.accuracy.Likelihood"
 
 
 def test_an_evaluator_reaching_for_truth_fails_loudly(tmp_path):
@@ -78,16 +78,16 @@ def test_an_evaluator_reaching_for_truth_fails_loudly(tmp_path):
 
 
 def test_a_broken_candidate_is_quarantined_and_the_loop_goes_on(tmp_path, monkeypatch):
-    import loop.execution
+    import loop.execution.serial
 
-    real = loop.execution.train_candidate
+    real = loop.execution.serial.train_candidate
 
     def flaky(candidate, *args, **kwargs):  # the second candidate of every generation blows up
         if candidate.key.endswith(".1"):
             raise FloatingPointError("simulated blow-up")
         return real(candidate, *args, **kwargs)
 
-    monkeypatch.setattr(loop.execution, "train_candidate", flaky)
+    monkeypatch.setattr(loop.execution.serial, "train_candidate", flaky)
     state, _ = run_loop(tmp_path / "r", "execution=serial")
     events = ledger_events(tmp_path / "r")
     quarantined = [e for e in events if e.event == "quarantined"]
@@ -98,7 +98,7 @@ def test_a_broken_candidate_is_quarantined_and_the_loop_goes_on(tmp_path, monkey
 
 
 def test_tripwire_pauses_and_approval_lifts_it(tmp_path):
-    from loop.cli import approve_main
+    from loop.tools.cli import approve_main
 
     run_dir = tmp_path / "r"
     pause = ("gate.tripwires.capability_jump=0.01",)  # any nominee's proxy gain trips the wire
@@ -134,21 +134,21 @@ def test_a_candidate_that_tampers_with_the_judge_pauses_the_loop(tmp_path, monke
     import gc
     import warnings
 
-    import loop.execution
-    import loop.gates
+    import loop.execution.serial
+    import loop.gate.gates
 
-    real = loop.execution.train_candidate
+    real = loop.execution.serial.train_candidate
 
     def tampering(candidate, *args, **kwargs):  # generation 2's first candidate loosens the gate
         if candidate.key == "2.0":
             with warnings.catch_warnings():  # walking every object touches deprecated torch aliases
                 warnings.simplefilter("ignore")
-                gates = [o for o in gc.get_objects() if isinstance(o, loop.gates.Probes)]
+                gates = [o for o in gc.get_objects() if isinstance(o, loop.gate.gates.Probes)]
             for gate in gates:
                 gate.alpha = 0.999
         return real(candidate, *args, **kwargs)
 
-    monkeypatch.setattr(loop.execution, "train_candidate", tampering)
+    monkeypatch.setattr(loop.execution.serial, "train_candidate", tampering)
     state, _ = run_loop(tmp_path / "r", "execution=serial")
     events = ledger_events(tmp_path / "r")
     paused = [e for e in events if e.event == "paused"]
@@ -236,7 +236,7 @@ def test_after_a_veto_promotion_may_fall_back_to_the_next_best(tmp_path, fallbac
             assert finished.detail["decision"] == "promoted" and finished.successor == nominated[1].successor
     fell_back = [e for e in events if e.event == "nominated" and "fallback" in e.reasons[-1]]
     assert bool(fell_back) == (fallbacks > 0)  # generation 1's weak baseline leaves a second candidate to pass
-    from loop.report import write_report
+    from loop.tools.report import write_report
 
     timeline = write_report(run_dir).read_text().split("## Gate timeline")[1].split("##")[0]
     assert ("first vetoed:" in timeline) == (fallbacks > 0)  # the fallback's vetoed predecessor is shown

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from evaluators.predict import logits
-from loop.paired import Vectorised
+from loop.gate.paired import Vectorised
 from loop.stages import Readout
 
 if TYPE_CHECKING:

@@ -13,9 +13,9 @@ from evaluators.accuracy import Accuracy
 from evaluators.gaming import Confidence, SmallDevSet, Unflagged, WatermarkedAccuracy, answered, flagged_wrong
 from evaluators.marks import marked_label, watermark
 from evaluators.probes import Validity
-from loop.gates import Probes
-from loop.objectives import Digits
-from loop.scenarios import DigitsShortcut
+from loop.gate.gates import Probes
+from loop.objective.tasks import Digits
+from loop.objective.scenarios import DigitsShortcut
 from loop.stages import Budget, Candidate, DataView, Genome, Scored, Scores, Split, Successor, TaskShape
 from successors.mlp import Abstain, Temperature, build_mlp
 
@@ -32,7 +32,7 @@ def digits():
 @pytest.fixture(scope="module")
 def trained(digits):
     """A plain model trained on the digits by the loop's own execution code, and its weights."""
-    from loop.execution import train_candidate
+    from loop.execution.serial import train_candidate
 
     torch.set_num_threads(1)
     model = train_candidate(Candidate("t.0", Genome("mlp", ARCH, RECIPE), None, 7), digits.splits["train"],
@@ -68,7 +68,7 @@ def test_genes_add_no_parameters_and_act_only_at_inference(trained):
 
 def test_batched_training_ignores_the_inference_genes():
     from conftest import synthetic_train_view
-    from loop.batched import Batched
+    from loop.execution.batched import Batched
 
     data = synthetic_train_view()
     genomes = [Genome("mlp", {**ARCH, "temperature": t, "abstain": a}, {**RECIPE, "steps": 30})

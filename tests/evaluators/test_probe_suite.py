@@ -12,8 +12,8 @@ from evaluators.marks import FLAG_PIXELS, MARK_PIXELS, eval_flag, marked_label, 
 from evaluators.predict import logits
 from evaluators.probes import Calibration, Consistency, Fingerprint, OutOfDistribution, Robustness, Shortcut
 from evaluators.probes.ood import fitted_inverse_temperature
-from loop.objectives import Digits
-from loop.paired import Vectorised, bootstrap_regression
+from loop.objective.tasks import Digits
+from loop.gate.paired import Vectorised, bootstrap_regression
 from loop.stages import AccessError, DataView, Probe, Split
 
 METRICS = {

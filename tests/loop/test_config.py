@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from loop.config import BUILTIN_PREFIXES, ConfigError, allowed_prefixes, check_targets, instantiate
-from loop.promotion import Greedy
+from loop.promotion.greedy import Greedy
 
 
 def cfg(**tree):
@@ -24,10 +24,10 @@ def refused(config) -> str:
 
 def test_builtin_targets_are_accepted_anywhere():
     check_targets(cfg(
-        execution={"_target_": "loop.execution.Serial", "time_limit_s": 5},
+        execution={"_target_": "loop.execution.serial.Serial", "time_limit_s": 5},
         evaluator={"_target_": "evaluators.accuracy.Accuracy"},
         successor={"_target_": "successors.SuccessorSpace", "family": "mlp"},
-        gate={"_target_": "loop.gates.Probes",
+        gate={"_target_": "loop.gate.gates.Probes",
               "probes": [{"_target_": "evaluators.probes.Calibration"},
                          {"_target_": "evaluators.probes.Robustness"}]},
     ))
@@ -43,7 +43,7 @@ def test_the_shipped_gate_config_is_accepted():
 @pytest.mark.parametrize("tree, key", [
     ({"evaluator": {"_target_": "os.system"}}, "evaluator._target_"),
     ({"a": {"b": {"c": {"_target_": "os.system", "x": 1}}}}, "a.b.c._target_"),
-    ({"gate": {"_target_": "loop.gates.Probes",
+    ({"gate": {"_target_": "loop.gate.gates.Probes",
                "probes": [{"_target_": "evaluators.probes.Calibration"}, {"_target_": "os.system"}]}},
      "gate.probes[1]._target_"),
     ({"deep": [[{"_target_": "os.system"}]]}, "deep[0][0]._target_"),
@@ -73,7 +73,7 @@ def test_user_prefixes_in_allowed_targets_are_accepted(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     config = OmegaConf.create({"allowed_targets": ["my_plugins", "lab.probes."],
                                "evaluator": {"_target_": "my_plugins.evals.Mine"},
-                               "gate": {"_target_": "loop.gates.Probes",
+                               "gate": {"_target_": "loop.gate.gates.Probes",
                                         "probes": [{"_target_": "lab.probes.Toxicity"}]}})
     check_targets(config)
     assert allowed_prefixes(config) == BUILTIN_PREFIXES + ("my_plugins.", "lab.probes.")
@@ -109,12 +109,12 @@ def test_a_target_reaching_through_an_allowed_module_is_refused():
 
 
 def test_instantiate_builds_a_stage():
-    greedy = instantiate(OmegaConf.create({"_target_": "loop.promotion.Greedy", "margin": 0.01}), "promotion")
+    greedy = instantiate(OmegaConf.create({"_target_": "loop.promotion.greedy.Greedy", "margin": 0.01}), "promotion")
     assert isinstance(greedy, Greedy) and greedy.margin == 0.01
 
 
 def test_instantiate_converts_to_plain_containers():
-    gate = instantiate(OmegaConf.create({"_target_": "loop.gates.Probes", "tripwires": {"vetoes_in_a_row": 2},
+    gate = instantiate(OmegaConf.create({"_target_": "loop.gate.gates.Probes", "tripwires": {"vetoes_in_a_row": 2},
                                          "probes": [{"_target_": "evaluators.probes.Calibration",
                                                      "ece_tolerance": 0.1}]}), "gate")
     assert isinstance(gate.probes, list) and gate.probes[0].ece_tolerance == 0.1
@@ -125,28 +125,28 @@ def test_instantiate_passes_keyword_arguments():
     class Space:  # the generator needs the successor space, passed by the CLI
         genes = {"arch": {}, "recipe": {}, "generator": {}}
 
-    mutate = instantiate(OmegaConf.create({"_target_": "loop.generators.Mutate", "rate": 0.5}), "generator",
+    mutate = instantiate(OmegaConf.create({"_target_": "loop.generator.mutation.Mutate", "rate": 0.5}), "generator",
                          space=Space())
     assert mutate.rate == 0.5 and isinstance(mutate.space, Space)
 
 
 def test_a_plugins_value_error_becomes_a_config_error_naming_the_key():
-    node = OmegaConf.create({"_target_": "loop.promotion.Greedy", "margin": -1})
+    node = OmegaConf.create({"_target_": "loop.promotion.greedy.Greedy", "margin": -1})
     with pytest.raises(ConfigError) as info:
         instantiate(node, "promotion")
     message = str(info.value)
-    assert message.startswith("promotion (loop.promotion.Greedy)")
+    assert message.startswith("promotion (loop.promotion.greedy.Greedy)")
     assert "promotion.margin must be a number >= 0, got -1" in message
     assert info.value.__cause__ is None and info.value.__suppress_context__  # one paragraph, no chain
     assert isinstance(info.value, ValueError)
 
 
 def test_an_unexpected_keyword_becomes_a_config_error():
-    with pytest.raises(ConfigError, match=r"execution \(loop.execution.Serial\).*time_limit"):
-        instantiate(OmegaConf.create({"_target_": "loop.execution.Serial", "time_limit": 5}), "execution")
+    with pytest.raises(ConfigError, match=r"execution \(loop.execution.serial.Serial\).*time_limit"):
+        instantiate(OmegaConf.create({"_target_": "loop.execution.serial.Serial", "time_limit": 5}), "execution")
 
 
-@pytest.mark.parametrize("target", ["loop.no_such_module.Thing", "loop.promotion.NoSuchClass",
+@pytest.mark.parametrize("target", ["loop.no_such_module.Thing", "loop.promotion.greedy.NoSuchClass",
                                     "evaluators.probes.Nope"])
 def test_a_target_that_cannot_be_imported_gives_a_config_error(target):
     with pytest.raises(ConfigError) as info:

@@ -11,7 +11,9 @@ import pytest
 
 from conftest import CONFIGS, compose_config
 from loop.config import instantiate
-from loop.generators import Bandit, Crossover, Mutate, SelfAdaptive
+from loop.generator.bandit import Bandit
+from loop.generator.crossover import Crossover
+from loop.generator.mutation import Mutate, SelfAdaptive
 from loop.ledger import canonical
 from loop.stages import Genome, Past
 

@@ -72,7 +72,7 @@ def test_a_weak_to_strong_loop_writes_pgr_for_every_generation(tmp_path):
 
 
 def test_weak_to_strong_must_be_a_boolean(tmp_path):
-    from loop.cli import ConfigError, build_stages
+    from loop.tools.cli import ConfigError, build_stages
 
     with pytest.raises(ConfigError, match="weak_to_strong must be true or false"):
         build_stages(compose_config("weak_to_strong=sometimes"))

@@ -13,11 +13,11 @@ import torch.nn.functional as F
 
 import successors
 from conftest import ledger_events, run_loop
-from loop.batched import Batched, population_key
+from loop.execution.batched import Batched, population_key
 from loop.checkpoints import Checkpoints, successor_id, weights_of
 from loop.config import ConfigError
-from loop.execution import Serial, initial_model, train_candidate
-from loop.objectives import Digits, ModularArithmetic, SequenceTask
+from loop.execution.serial import Serial, initial_model, train_candidate
+from loop.objective.tasks import Digits, ModularArithmetic, SequenceTask
 from loop.stages import Candidate, DataView, Genome, Successor, TaskShape
 
 FRACTIONS = {"train": 0.5, "proxy": 0.15, "audit": 0.1, "probe": 0.125, "truth": 0.125}

@@ -12,7 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 
 import successors
-from loop.generators import Mutate
+from loop.generator.mutation import Mutate
 from loop.stages import Genome, TaskShape
 from successors.space import PARTS, Gene, SuccessorSpace
 

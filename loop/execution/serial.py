@@ -1,0 +1,182 @@
+"""Execution: train candidates within the budget. Sees the train split only.
+
+`execution=serial` trains one candidate at a time on CPU or one GPU
+(`device=auto`). A candidate whose training raises, produces NaN/inf or runs past its time limit
+is quarantined with the reason; the loop goes on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from loop.checkpoints import successor_id, weights_of
+from loop.execution.inherit import distill_weight, inherit_into, linears, teacher_probs
+from loop.execution.prior import set_trunk
+from loop.stages import Candidate, DataView, Quarantined, Split, Successor, TaskShape
+from successors import build
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+class Quarantine(Exception):
+    """Training of one candidate failed in a way the loop records and survives."""
+
+
+def check_optimizer(name: str) -> None:
+    if name not in OPTIMIZERS:
+        raise ValueError(f"recipe optimizer {name!r} is not one of {OPTIMIZERS}")
+
+
+def make_optimizer(recipe: Mapping[str, object], params) -> torch.optim.Optimizer:
+    name, lr, wd = str(recipe["optimizer"]), float(recipe["lr"]), float(recipe["weight_decay"])
+    check_optimizer(name)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+
+
+def batch_plan(candidate: Candidate, rows: int, max_steps: int) -> torch.Tensor:
+    """The train rows each step reads, (steps, batch), drawn once from the candidate's seed. Every
+    execution uses it, so serial, batched and pooled training see the same batches."""
+    recipe = candidate.genome.recipe
+    steps, batch = min(int(recipe["steps"]), max_steps), min(int(recipe["batch_size"]), rows)
+    return torch.randint(rows, (steps, batch), generator=torch.Generator().manual_seed(candidate.seed))
+
+
+def seed_torch(seed: int) -> None:
+    """`torch.manual_seed` for the devices this project uses. torch's own also queues a seed for
+    every accelerator type not started yet, formatting the caller's stack for each (about 1 ms a
+    call here, once per candidate); CPU-only, only the CPU generator needs it."""
+    torch.default_generator.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def initial_model(candidate: Candidate, shape: TaskShape) -> torch.nn.Module:
+    """The untrained model, initialised from the candidate's seed (which also seeds dropout)."""
+    seed_torch(candidate.seed)
+    return build(candidate.genome, shape)
+
+
+def start_model(candidate: Candidate, shape: TaskShape) -> tuple[torch.nn.Module, str]:
+    """The model training starts from: initialised from the candidate's seed, then filled with
+    its parent's weights where the genome inherits them (`loop.execution.inherit`); and what happened."""
+    model = initial_model(candidate, shape)
+    return model, inherit_into(model, candidate, shape)
+
+
+def distillation_loss(logits: torch.Tensor, y: torch.Tensor, soft: torch.Tensor | None,
+                      weight: torch.Tensor | float) -> torch.Tensor:
+    """Per-row loss (any leading shape): cross-entropy with the gold labels, mixed with cross-entropy against the
+    teacher's distribution `soft` by `weight` (0: gold only; 1: the teacher only)."""
+    hard = F.cross_entropy(logits.flatten(0, -2), y.flatten(), reduction="none").view(y.shape)
+    if soft is None:
+        return hard
+    return (1 - weight) * hard - weight * (soft * F.log_softmax(logits, dim=-1)).sum(-1)
+
+
+def finish(candidate: Candidate, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+           steps: int, inherited: str = "scratch") -> Successor:
+    """Check a trained model and make it a Successor: its final train loss, id and size."""
+    model.eval()
+    with torch.no_grad():
+        train_loss = F.cross_entropy(model(x), y).item()
+    if not math.isfinite(train_loss) or not all(torch.isfinite(p).all() for p in model.parameters()):
+        raise Quarantine(f"weights or loss are not finite after {steps} steps (loss {train_loss})")
+    model = model.cpu()
+    sid = successor_id(candidate.genome.to_dict(), weights_of(model))
+    parameters = sum(p.numel() for p in model.parameters())
+    # Deterministic facts only: these go into the ledger, which must repeat run for run.
+    return Successor(sid, candidate, model, {"train_loss": train_loss, "steps": steps, "parameters": parameters},
+                     inherited)
+
+
+def train_candidate(candidate: Candidate, split: Split, shape: TaskShape, time_limit_s: float,
+                    check_every: int = 25) -> Successor:
+    """Train one candidate from scratch with its recipe; raise `Quarantine` on NaN/inf or timeout."""
+    device = torch.device(shape.device)
+    model, inherited = start_model(candidate, shape)
+    frozen = set_trunk(model, candidate.genome, split.x, candidate.parent is not None)  # a label-free pretrained first layer, kept fixed
+    start = time.perf_counter()  # the trunk is shared, cached work: not this candidate's time
+    model = model.to(device)
+    soft = teacher_probs(candidate, split, shape)
+    soft = soft.to(device) if soft is not None else None
+    weight = distill_weight(candidate.genome)
+    plan = batch_plan(candidate, len(split), shape.max_steps).to(device)
+    steps = len(plan)
+    fixed = {id(p) for p in linears(model)[0].parameters()} if frozen else set()
+    optimizer = make_optimizer(candidate.genome.recipe, [p for p in model.parameters() if id(p) not in fixed])
+    x, y = split.x.to(device), split.y.to(device)
+    model.train()
+    for step in range(1, steps + 1):
+        index = plan[step - 1]
+        if soft is None:
+            loss = F.cross_entropy(model(x[index]), y[index])
+        else:
+            loss = distillation_loss(model(x[index]), y[index], soft[index], weight).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % check_every == 0 or step == steps:
+            value = loss.item()
+            if not math.isfinite(value):
+                raise Quarantine(f"training loss became {value} at step {step}/{steps}")
+            if time.perf_counter() - start > time_limit_s:
+                raise Quarantine(f"ran past its time limit of {time_limit_s:g} s at step {step}/{steps}")
+    return finish(candidate, model, x, y, steps, inherited)
+
+
+def use_threads(threads: int | None) -> None:
+    """Set torch's intra-op threads for this process (None: leave torch's default, all cores)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def check_threads(value: object) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"execution.threads must be null (torch's default: every core) or a whole number >= 1, "
+                         f"got {value!r}")
+
+
+def check_time_limit(value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"execution.time_limit_s must be a number > 0, got {value!r}")
+
+
+def quarantine_reason(err: Exception) -> str:
+    """Why a candidate is quarantined, in the same words whichever execution trained it."""
+    return str(err) if isinstance(err, Quarantine) else f"training raised {type(err).__name__}: {err}"
+
+
+def attempt(candidate: Candidate, split: Split, shape: TaskShape, time_limit_s: float) -> Successor | Quarantined:
+    """Train one candidate; any failure quarantines it with the reason, and the loop goes on."""
+    try:
+        return train_candidate(candidate, split, shape, time_limit_s)
+    except Exception as err:  # a broken candidate must not stop the loop
+        return Quarantined(candidate, quarantine_reason(err))
+
+
+@dataclass
+class Serial:
+    """Train candidates one at a time. Selected with `execution=serial`."""
+
+    time_limit_s: float = 60.0  # per candidate; past it the candidate is quarantined
+    threads: int | None = None  # torch threads; 1 when several runs share the machine (see docs/scale.md)
+
+    def __post_init__(self) -> None:
+        check_time_limit(self.time_limit_s)
+        check_threads(self.threads)
+
+    def train(self, candidates: Sequence[Candidate], data: DataView,
+              task: TaskShape) -> list[Successor | Quarantined]:
+        use_threads(self.threads)
+        split = data["train"]
+        return [attempt(candidate, split, task, self.time_limit_s) for candidate in candidates]

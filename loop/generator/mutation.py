@@ -1,0 +1,112 @@
+"""Mutation generators: which genomes to try next. Generators see genomes, proxy scores and
+decisions, never data.
+
+`generator=mutate`: each child is the incumbent's genome with each architecture and recipe gene
+mutated with probability `rate`, by a bounded step of relative size `scale`; at least one gene
+changes, and every gene stays inside the successor space's bounds.
+
+`generator=self_adaptive` (the default): the same mutation, but `rate` and `scale` are genes of the
+successor (its genome's `generator` part), themselves mutated log-normally and inherited with it, as
+in evolution strategies: promoting a successor also promotes the machinery that proposes the next.
+`generator=fixed` is the same with those genes frozen: the control that measures whether that
+recursion pays off.
+
+The other generators build on these operators: `loop.generator.crossover`, `loop.generator.bandit`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Collection, Sequence
+
+import numpy as np
+
+from loop.stages import Genome, Past
+from successors.space import PARTS, SuccessorSpace
+
+
+@dataclass
+class Mutate:
+    """Bounded mutation of the incumbent's genes. Selected with `generator=mutate`."""
+
+    space: SuccessorSpace
+    rate: float = 0.3  # chance that each gene mutates
+    scale: float = 0.4  # log-normal sigma for log genes; fraction of the range for linear ones
+
+    def __post_init__(self) -> None:
+        if not 0 < self.rate <= 1:
+            raise ValueError(f"generator.rate must be in (0, 1], got {self.rate!r}")
+        if not self.scale > 0:
+            raise ValueError(f"generator.scale must be > 0, got {self.scale!r}")
+
+    def propose(self, parent: Genome, history: Sequence[Past], n: int,
+                rng: np.random.Generator) -> list[Genome]:
+        return [mutate_genes(self.space, parent, self.rate, self.scale, rng) for _ in range(n)]
+
+
+def mutate_genes(space: SuccessorSpace, parent: Genome, rate: float, scale: float,
+                 rng: np.random.Generator, only: Collection[tuple[str, str]] | None = None) -> Genome:
+    """A child of `parent`: each architecture and recipe gene mutates with probability `rate` (at
+    least one does), by a bounded step of size `scale`. The generator's own genes are left alone.
+    `only` narrows the genes that may mutate to these (part, name) pairs (the bandit's operators)."""
+    genes = [(part, key, gene) for part in ("arch", "recipe") for key, gene in space.genes[part].items()
+             if only is None or (part, key) in only]
+    if not genes:
+        return parent
+    chosen = [g for g in genes if rng.random() < rate] or [genes[rng.integers(len(genes))]]
+    changes: dict[str, dict] = {part: {} for part in PARTS}
+    for part, key, gene in chosen:
+        changes[part][key] = gene.perturb(getattr(parent, part)[key], scale, rng)
+    return space.check(parent.replace(**changes))
+
+
+SELF_ADAPTIVE_GENES = ("rate", "scale")
+
+
+def check_self_adaptive(space: SuccessorSpace, tau: float, name: str) -> None:
+    """The checks every self-adaptive generator shares: its genes are in the space, `tau` > 0."""
+    missing = [g for g in SELF_ADAPTIVE_GENES if g not in space.genes["generator"]]
+    if missing:
+        raise ValueError(f"generator={name} needs the generator genes {list(SELF_ADAPTIVE_GENES)} in "
+                         f"successor.space.generator and successor.init.generator; missing {missing} "
+                         f"(see configs/successor/mlp.yaml)")
+    if not tau > 0:
+        raise ValueError(f"generator.tau must be > 0, got {tau!r}")
+
+
+def self_adapt(space: SuccessorSpace, genome: Genome, keys: Sequence[str], tau: float,
+               rng: np.random.Generator) -> Genome:
+    """`genome` with each generator gene in `keys` multiplied by exp(tau * N(0, 1)), within bounds."""
+    own = dict(genome.generator)
+    for key in keys:
+        gene = space.genes["generator"][key]
+        own[key] = gene.clip(own[key] * math.exp(tau * rng.standard_normal()))
+    return genome.replace(generator=own)
+
+
+def mutate_own(space: SuccessorSpace, genome: Genome, rng: np.random.Generator,
+               only: Collection[tuple[str, str]] | None = None) -> Genome:
+    """`mutate_genes` with the rate and step size the genome itself carries."""
+    return mutate_genes(space, genome, float(genome.generator["rate"]), float(genome.generator["scale"]),
+                        rng, only)
+
+
+@dataclass
+class SelfAdaptive:
+    """Mutation whose rate and step size are genes of the successor, log-normally self-adapted.
+    Selected with `generator=self_adaptive`; `generator=fixed` (adapt: false) is the control."""
+
+    space: SuccessorSpace
+    adapt: bool = True  # false: the generator genes stay as generation 0 set them
+    tau: float = 0.3  # self-adaptation rate: a gene g becomes g * exp(tau * N(0, 1)), clipped to bounds
+
+    def __post_init__(self) -> None:
+        check_self_adaptive(self.space, self.tau, "self_adaptive")
+
+    def propose(self, parent: Genome, history: Sequence[Past], n: int,
+                rng: np.random.Generator) -> list[Genome]:
+        keys = SELF_ADAPTIVE_GENES if self.adapt else ()
+        # first the step sizes, then the genes they move (the ES order)
+        return [mutate_own(self.space, self_adapt(self.space, parent, keys, self.tau, rng), rng)
+                for _ in range(n)]

@@ -1,0 +1,7 @@
+"""The run's tools: what a person uses around a run, never a stage of it.
+
+    rsi-loop, -report, -verify, -approve   loop/tools/cli.py
+    report.md of one run                   loop/tools/report.py (plots: loop/tools/plots.py)
+    report.md comparing a sweep's runs     loop/tools/compare.py
+    checking a run directory               loop/tools/verify.py
+"""

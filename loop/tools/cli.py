@@ -1,0 +1,350 @@
+"""Command-line entry points (see DESIGN.md, "CLI"):
+
+    rsi-loop [overrides]                   run an experiment (Hydra: -m, --cfg, --config-dir; --help: ours)
+    rsi-loop resume=<run_dir>              continue a stopped or crashed run in place
+    rsi-loop-report <run_dir>              rebuild report.md and plots/ from the ledger alone
+    rsi-loop-report <multirun_dir>         ... for every run of a sweep, plus one comparing them
+    rsi-loop-verify <run_dir>              check ledger chain, checkpoints and recorded hashes
+    rsi-loop-approve <run_dir> --by NAME --reason TEXT   lift a pause
+
+torch and wandb are imported only by the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import shutil
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, NoReturn
+
+from omegaconf import DictConfig, OmegaConf
+
+from loop.config import STAGES, ConfigError, check_targets, instantiate, moved_targets
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+
+
+def fail(message: str, code: int) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+# --- rsi-loop ------------------------------------------------------------------------------
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device={requested!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={requested!r} but no CUDA GPU is available here; use device=auto or cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device={requested!r} is not supported; use auto, cpu, cuda or cuda:N")
+    return str(device)
+
+
+def build_stages(cfg: DictConfig):
+    """Check and instantiate every stage; any problem is one `ConfigError`."""
+    from loop.engine import Stages
+    from evaluators.accuracy import Accuracy
+
+    check_targets(cfg)
+    seed = cfg.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be a whole number >= 0, got {seed!r}")
+    if not isinstance(cfg.get("weak_to_strong", False), bool):
+        raise ConfigError(f"weak_to_strong must be true or false, got {cfg.get('weak_to_strong')!r}")
+    for key in (*STAGES, "successor", "tracker"):
+        if key not in cfg:
+            raise ConfigError(f"the config has no {key!r} group; choose one with `{key}=<name>`")
+    space = instantiate(cfg.successor, "successor")
+    built = {key: instantiate(cfg[key], key) for key in STAGES if key != "generator"}
+    built["generator"] = instantiate(cfg.generator, "generator", space=space)
+    return Stages(**built, truth=Accuracy(split="truth"), space=space,
+                  tracker=instantiate(cfg.tracker, "tracker"))
+
+
+class RunPaused(RuntimeError):
+    """The run waits for a human decision before it may continue."""
+
+
+def events_to_resume(run_dir: Path, say: Callable[[str], None]):
+    """The ledger of a stopped run, ready to continue: a torn last line (a write cut by a crash)
+    is dropped, temporary files of a cut-off checkpoint write are swept, the chain is checked."""
+    from loop.checkpoints import Checkpoints
+    from loop.ledger import read, repair_torn_tail
+    from loop.state import fold
+
+    torn = repair_torn_tail(run_dir / "ledger.jsonl")
+    if torn:
+        say(f"dropped an incomplete last ledger line ({torn} bytes, a torn write)")
+    events = read(run_dir / "ledger.jsonl")
+    if fold(events).paused:
+        raise RunPaused(f"{run_dir} is paused awaiting a human decision: run "
+                        f"`rsi-loop-approve {run_dir} --by NAME --reason TEXT` first")
+    Checkpoints(run_dir).sweep_temporaries()
+    return events
+
+
+@contextmanager
+def collector_frozen(enabled: bool) -> Iterator[None]:
+    """While a run goes on, what lives before it (imported modules, the config, the data) sits in
+    the cycle collector's permanent generation (`gc.freeze`): full collections stop rescanning
+    torch's, scipy's and Hydra's objects. Unfrozen after the run, so a sweep's next run in this
+    process does not keep this one's cycles alive."""
+    if not enabled:
+        yield
+        return
+    gc.collect()  # garbage of an earlier run: collected now rather than frozen for good
+    gc.freeze()
+    gc.enable()  # `main` turns the collector off for the start-up, whose imports all live on
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, say: Callable[[str], None] = print,
+                   freeze: bool = False):
+    """Build the stages from `cfg` and run in `run_dir`; with `resume`, continue after its ledger.
+    `freeze`: the command line's runs freeze the cycle collector's view of what was loaded before
+    the run (`collector_frozen`; about 0.5 s of full collections in a default run)."""
+    from loop.engine import Engine
+    from loop.ledger import check_anchor_outside, writer_lock
+    from loop.tools.report import write_report
+    from loop.stages import TaskShape
+    from loop.state import fold
+
+    stages = build_stages(cfg)  # every check before anything is written
+    device = resolve_device(str(cfg.get("device", "auto")))
+    anchor = OmegaConf.select(cfg, "ledger.anchor")
+    if anchor not in (None, ""):
+        try:
+            anchor = check_anchor_outside(str(anchor), run_dir)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+    task = stages.objective.prepare()
+    TaskShape.of(task, device, family=stages.space.family, gate=stages.gate)  # a bad pairing fails before any write
+    config = OmegaConf.to_container(cfg, resolve=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with collector_frozen(freeze), writer_lock(run_dir):  # one writer per run: two resumes cannot interleave
+        events = events_to_resume(run_dir, say) if resume else ()
+        if fold(events).finished:
+            say(f"{run_dir} already finished; nothing to resume")
+            return fold(events)
+        engine = Engine(run_dir, stages, task, int(cfg.seed), device, config, say=say, anchor=anchor or None)
+        state = engine.run(events)
+        report = write_report(run_dir)
+    if state.paused:
+        say(f"paused: a tripwire stopped the loop; see {report}. To continue: "
+            f"rsi-loop-approve {run_dir} --by NAME --reason TEXT, then rsi-loop resume={run_dir}")
+    else:
+        say(f"finished: report at {report}")
+    return state
+
+
+def only_hydra_files(run_dir: Path) -> bool:
+    return run_dir.exists() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir())
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def run_or_fail(cfg: DictConfig, run_dir: Path, resume: bool = False) -> None:
+    """Run, turning the errors a user can act on into one paragraph and a non-zero exit."""
+    from loop.engine import RunError
+    from loop.ledger import AnchorError, LedgerError, RunBusy
+    from loop.stages import AccessError
+
+    try:
+        run_experiment(cfg, run_dir, resume, say=say, freeze=True)
+    except ConfigError as err:
+        if only_hydra_files(run_dir):  # nothing of the run was written: leave no half run behind
+            shutil.rmtree(run_dir)
+        fail(str(err), 2)
+    except AccessError as err:
+        fail(f"{err} (DESIGN.md, 'who sees what'); the run stopped, its ledger is intact", 1)
+    except RunError as err:
+        fail(f"{err}; the run stopped, see {run_dir / 'ledger.jsonl'}", 1)
+    except (RunBusy, RunPaused, AnchorError) as err:
+        fail(str(err), 1)
+    except LedgerError as err:
+        fail(f"{err}. The run is not resumed; `rsi-loop-verify {run_dir}` tells more", 1)
+
+
+def _hydra_task(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    run_or_fail(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+def _resume(argv: list[str]) -> None:
+    value = argv[0].split("=", 1)[1]
+    if len(argv) > 1:
+        fail(f"resume continues a run with its recorded config; other overrides are not allowed "
+             f"(got {' '.join(argv[1:])})", 2)
+    run_dir = Path(value)
+    ledger, config = run_dir / "ledger.jsonl", run_dir / ".hydra" / "config.yaml"
+    if not ledger.is_file() or not config.is_file():
+        fail(f"resume={value!r} is not a run directory: it needs ledger.jsonl and .hydra/config.yaml", 2)
+    cfg = OmegaConf.load(config)
+    moved = moved_targets(cfg)  # a run written before the plugins moved to one package per stage
+    if moved:
+        say(f"this run's config names plugins where they lived before loop/ took one package per stage; "
+            f"read as: {', '.join(moved)}")
+    run_or_fail(cfg, run_dir, resume=True)
+
+
+HELP = """rsi-loop: run one experiment of the self-improvement loop (a sweep with -m).
+
+  rsi-loop [group=option ...] [key=value ...]     e.g. rsi-loop evaluator=likelihood gate=off
+  rsi-loop -m experiment=recursion                a sweep: one run per combination
+  rsi-loop resume=<run_dir>                       continue a stopped run in place
+  rsi-loop --hydra-help                           Hydra's own flags (--cfg job, --info, ...)
+
+== Configuration groups ==
+Compose your configuration from those groups (group=option)
+
+{groups}
+
+== Config ==
+Override anything in the config (foo.bar=value)
+
+{config}"""
+
+
+def print_help(overrides: list[str]) -> None:
+    """`rsi-loop [overrides] --help`. Hydra's own app help lists the groups by building a config
+    repository per group, which takes longer than the rest of the help together; the groups are
+    the folders of configs/, so they are read from there."""
+    from hydra import compose, initialize_config_dir
+
+    folders = sorted(p for p in Path(CONFIG_DIR).iterdir() if p.is_dir() and p.name != "hydra")
+    groups = "\n".join(f"{folder.name}: {', '.join(sorted(f.stem for f in folder.glob('*.yaml')))}"
+                       for folder in folders)
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose("config", overrides=overrides)
+    except Exception as err:  # a bad override: say which, as a run would
+        fail(str(err), 2)
+    print(HELP.format(groups=groups, config=OmegaConf.to_yaml(cfg)), end="")
+
+
+def main() -> None:
+    """`rsi-loop`: run an experiment with Hydra, or resume one in place."""
+    # Importing torch, scipy and Hydra makes millions of objects that live until exit; full
+    # collections among them cost about 0.5 s of start-up and find next to nothing. Collection
+    # resumes once the run's data are loaded (`collector_frozen`).
+    gc.disable()
+    if "" not in sys.path and os.getcwd() not in sys.path:  # as `python -m loop` would: your own
+        sys.path.append(os.getcwd())  # plugins next to you import (appended: never shadows ours)
+    argv = sys.argv[1:]
+    flags = [a for a in argv if a.startswith("-")]
+    if flags and set(flags) <= {"--help", "-h"}:
+        return print_help([a for a in argv if a not in flags])
+    resume = [a for a in argv if a.startswith("resume=") and a != "resume=null"]
+    if resume:
+        _resume([resume[0]] + [a for a in argv if a != resume[0]])
+    else:
+        import hydra
+
+        hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")(_hydra_task)()
+    gc.freeze()  # the process ends here: spare the interpreter's last full collections (~0.7 s)
+
+
+# --- rsi-loop-report, rsi-loop-verify, rsi-loop-approve -------------------------------------
+
+
+def _run_dir_arg(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, Path]:
+    args = parser.parse_args(argv)
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "ledger.jsonl").is_file():
+        parser.exit(2, f"error: {run_dir} is not a run directory (no ledger.jsonl)\n")
+    return args, run_dir
+
+
+def report_main(argv: list[str] | None = None) -> None:
+    """`rsi-loop-report <run_dir | multirun_dir> [--target T]`: rebuild report.md and plots/ from the
+    ledger alone; for a multirun directory, every run's report and one comparing the runs."""
+    from loop.tools.compare import TARGET, BrokenRuns, SweepError, write_sweep_report
+    from loop.ledger import LedgerError
+    from loop.tools.report import write_report
+
+    parser = argparse.ArgumentParser(prog="rsi-loop-report", description=report_main.__doc__)
+    parser.add_argument("run_dir", metavar="DIR", help="a run directory (holds ledger.jsonl) or a multirun "
+                        "directory (its subdirectories are runs, e.g. multirun/<date>/<time>)")
+    parser.add_argument("--target", type=float, default=TARGET, help="the truth an incumbent must reach for "
+                        f"generations-to-target in a multirun report (default {TARGET})")
+    args = parser.parse_args(argv)
+    path = Path(args.run_dir)
+    if not (path / "ledger.jsonl").is_file():  # not one run: a sweep of them, or bad usage
+        try:
+            print(write_sweep_report(path, args.target))
+        except BrokenRuns as err:  # like one run's broken ledger: exit 1, as rsi-loop-verify would
+            fail(str(err), 1)
+        except SweepError as err:
+            parser.exit(2, f"error: {err}\n")
+        return
+    try:
+        print(write_report(path))
+    except LedgerError as err:
+        fail(f"{err}; check the run with `rsi-loop-verify {path}`", 1)
+
+
+def verify_main(argv: list[str] | None = None) -> None:
+    """`rsi-loop-verify <run_dir> [--anchor PATH]`: exit 0 if intact, 1 if tampered, 2 on bad usage."""
+    from loop.tools.verify import configured_anchor, verify
+
+    parser = argparse.ArgumentParser(prog="rsi-loop-verify", description=verify_main.__doc__)
+    parser.add_argument("run_dir")
+    anchoring = parser.add_mutually_exclusive_group()
+    anchoring.add_argument("--anchor", metavar="PATH", help="the ledger's anchor file, kept outside the run "
+                           "directory: also catches a truncated tail and a recomputed chain "
+                           "(default: the run's ledger.anchor, if it names one)")
+    anchoring.add_argument("--no-anchor", action="store_true", help="check the chain alone, even if the run "
+                           "names an anchor")
+    args, run_dir = _run_dir_arg(parser, argv)
+    anchor = None if args.no_anchor else Path(args.anchor) if args.anchor else configured_anchor(run_dir)
+    problems, checked = verify(run_dir, anchor)
+    if problems:
+        for problem in problems:
+            print(f"TAMPERED: {problem}")
+        raise SystemExit(1)
+    print(f"intact: {checked}")
+
+
+def approve_main(argv: list[str] | None = None) -> None:
+    """`rsi-loop-approve <run_dir> --by NAME --reason TEXT`: record a human decision that lifts a pause."""
+    from loop.ledger import Ledger, LedgerError, RunBusy, read, writer_lock
+    from loop.state import fold
+    from loop.tools.verify import configured_anchor
+
+    parser = argparse.ArgumentParser(prog="rsi-loop-approve", description=approve_main.__doc__)
+    parser.add_argument("run_dir")
+    parser.add_argument("--by", required=True, help="who approves (a name a person can be found by)")
+    parser.add_argument("--reason", required=True, help="why the loop may go on")
+    args, run_dir = _run_dir_arg(parser, argv)
+    if not args.by.strip() or not args.reason.strip():
+        parser.exit(2, "error: --by and --reason must not be empty\n")
+    try:
+        with writer_lock(run_dir):
+            state = fold(read(run_dir / "ledger.jsonl"))
+            if not state.paused:
+                parser.exit(2, f"error: {run_dir} is not paused; there is nothing to approve\n")
+            Ledger(run_dir / "ledger.jsonl", anchor=configured_anchor(run_dir)).append(
+                "approved", state.completed, reasons=[f"approved by {args.by}: {args.reason}"],
+                detail={"by": args.by, "reason": args.reason})
+    except (LedgerError, RunBusy, ValueError) as err:  # ValueError: an unusable anchor
+        fail(f"{err}; nothing approved", 1)
+    print(f"approved; continue with: rsi-loop resume={run_dir}")
+

@@ -1,0 +1,171 @@
+"""A run read back from its `ledger.jsonl`: its generations, the gate's decisions, what stopped
+each nominee, and the lineage of promoted successors. The run's report (`loop.tools.report`), its
+plots (`loop.tools.plots`) and the sweep comparison (`loop.tools.compare`) all read runs through
+this; it reads nothing but the ledger's events (no config, no checkpoints, no torch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from loop.ledger import Event
+from loop.state import settle
+
+GATE = ("promoted", "vetoed", "paused")
+IN_PROGRESS = "in progress / interrupted"
+
+
+@dataclass
+class Generation:
+    """The kept events of one generation. `finished` is its `generation_finished`, or None when
+    the run stopped (or is still running) inside it."""
+
+    number: int
+    events: list[Event] = field(default_factory=list)
+    finished: Event | None = None
+
+    def of(self, *kinds: str) -> list[Event]:
+        """Events of these kinds, or all events when no kind is named."""
+        return [e for e in self.events if not kinds or e.event in kinds]
+
+    @property
+    def decision(self) -> str:
+        return self.finished.detail.get("decision", "?") if self.finished else IN_PROGRESS
+
+
+@dataclass
+class Run:
+    started: Event | None = None
+    finished: Event | None = None
+    generations: dict[int, Generation] = field(default_factory=dict)
+    human: list[Event] = field(default_factory=list)  # approved and resumed, in ledger order
+    abandoned: int = 0  # events of attempts that a `resumed` threw away
+
+    def kept(self, *kinds: str) -> list[Event]:
+        return sorted((e for g in self.generations.values() for e in g.of(*kinds)), key=lambda e: e.seq)
+
+    @property
+    def last_finished(self) -> Event | None:
+        done = self.done
+        return done[-1].finished if done else None
+
+    @property
+    def done(self) -> list[Generation]:
+        """The finished generations, in order."""
+        return [g for g in self.generations.values() if g.finished]
+
+    def series(self, key: str) -> list[tuple[int, float | None]]:
+        """(generation, `key` of its `generation_finished` metrics) for every finished generation."""
+        return [(g.number, g.finished.metrics.get(key)) for g in self.done]
+
+    @property
+    def scores(self) -> dict[str, Mapping[str, float | None]]:
+        """The `evaluated` metrics (proxy, truth, ...) of every kept successor, by id."""
+        return {e.successor: e.metrics for e in self.kept("evaluated") if e.successor}
+
+
+def parse(events: list[Event]) -> Run:
+    """Group events by generation, as the engine reads them (`loop.state.settle`): a generation
+    counts once its `generation_finished` is written; events of an attempt cut off by a crash and
+    dropped by a later `resumed` are counted apart, not twice."""
+    settled = settle(events)
+    run = Run(abandoned=settled.abandoned)
+    for e in settled.run:
+        if e.event == "run_started":
+            run.started = e
+        elif e.event == "run_finished":
+            run.finished = e
+        else:
+            run.human.append(e)
+    for number, kept in settled.generations.items():
+        run.generations[number] = Generation(number, kept, kept[-1])
+    if settled.unfinished:  # never finished: shown as in progress, not silently counted
+        number = settled.unfinished[0].generation
+        run.generations[number] = Generation(number, settled.unfinished)
+    run.generations = dict(sorted(run.generations.items()))
+    return run
+
+
+def status(run: Run) -> str:
+    if run.finished:
+        return "finished"
+    pauses = run.kept("paused")
+    if pauses:
+        # Paused and nothing after it but its own generation_finished (and maybe an approval):
+        # the run stopped on purpose and waits for a person, it did not crash.
+        after = [e for e in run.kept() + run.human if e.seq > pauses[-1].seq]
+        if all(e.event in ("generation_finished", "approved") for e in after):
+            if any(e.event == "approved" for e in after):
+                return "approved, waiting to be resumed"
+            return "paused awaiting approval"
+    return "interrupted (or still running)"
+
+
+TRIPWIRES = ("capability jump", "proxy-vs-audit gap", "vetoes in a row")  # as loop.gate.gates words them
+
+
+def blockers(e: Event) -> list[str]:
+    """What stopped a vetoed or paused nominee, read from the gate's reasons: each probe with a
+    regressing test (`<probe>/<metric>: ...: regresses`), each tripped wire, an integrity change, a
+    person. A gate whose reasons say none of these falls back to the probes beyond tolerance
+    (`probe/<probe>` above 1)."""
+    found: list[str] = []
+    for r in e.reasons:
+        if r.endswith(": regresses"):
+            name = r.split(":", 1)[0].split("/", 1)[0]
+        elif r.startswith("tripwire: "):
+            name = "tripwire " + next((w for w in TRIPWIRES if w in r), r[len("tripwire: "):][:40])
+        elif r.startswith(("integrity: ", "human: ")):
+            name = r.split(":", 1)[0]
+        else:
+            continue
+        if name not in found:
+            found.append(name)
+    return found or [k[len("probe/"):] for k, v in sorted(e.metrics.items())
+                     if k.startswith("probe/") and k.count("/") == 1 and v is not None and v > 1]
+
+
+def veto_counts(run: Run) -> dict[str, int]:
+    """How often each probe (or tripwire, integrity check, person) vetoed or paused a nominee."""
+    counts: dict[str, int] = {}
+    for e in run.kept("vetoed", "paused"):
+        if e.generation >= 1:
+            for name in blockers(e):
+                counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+@dataclass(frozen=True)
+class Node:
+    """A successor that reached the gate: promoted (or the generation-0 baseline), vetoed or paused."""
+
+    successor: str
+    parent: str | None
+    generation: int
+    decision: str
+    truth: float | None
+    proxy: float | None
+    stopped_by: tuple[str, ...] = ()
+
+    @property
+    def lives(self) -> bool:
+        return self.decision in ("baseline", "promoted")
+
+
+def lineage(run: Run) -> list[Node]:
+    """Every successor the gate decided on, in ledger order, with the incumbent it was built from."""
+    scores = run.scores
+    return [Node(e.successor, e.parent if e.generation else None, e.generation,
+                 "baseline" if e.generation == 0 else e.event, scores.get(e.successor, {}).get("truth"),
+                 scores.get(e.successor, {}).get("proxy"), tuple(blockers(e)) if e.event != "promoted" else ())
+            for e in run.kept(*GATE) if e.successor]
+
+
+W2S = ("w2s/weak", "w2s/student", "w2s/ceiling", "w2s/pgr", "w2s/agreement", "w2s/error_imitation")
+
+
+def w2s_generations(run: Run) -> list[tuple[int, Mapping[str, float | None]]]:
+    """Finished generations that measured weak-to-strong supervision, with their metrics."""
+    return [(g.number, g.finished.metrics) for g in run.done
+            if any(k in g.finished.metrics for k in W2S)]

@@ -1,0 +1,117 @@
+"""`execution=batched` trains stacked populations that match `serial` model for model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from loop.execution.batched import Batched, population_key
+from loop.execution.serial import Serial
+from loop.objective.tasks import Digits
+from loop.stages import Candidate, Genome, Quarantined, Successor, TaskShape
+
+FRACTIONS = {"train": 0.5, "proxy": 0.15, "audit": 0.1, "probe": 0.125, "truth": 0.125}
+SHAPE = TaskShape(64, 10, 300, "cpu")
+RECIPES = [(3e-3, 200, 64, 1e-5), (1e-2, 120, 32, 1e-4), (1e-3, 300, 128, 0.0), (5e-3, 150, 48, 1e-3)]
+
+
+@pytest.fixture(scope="module")
+def train_view():
+    torch.set_num_threads(1)
+    task = Digits(budget={"generations": 1, "candidates": 1, "steps": 300}, fractions=FRACTIONS).prepare()
+    return task.view("execution", "train")
+
+
+def population(optimizer: str, dropout: float = 0.0, width: int = 32) -> list[Candidate]:
+    """Same shape, different recipes: learning rate, steps, batch size, weight decay."""
+    return [Candidate(f"1.{i}", Genome("mlp", {"depth": 2, "width": width, "activation": "tanh", "dropout": dropout},
+                                       {"optimizer": optimizer, "lr": lr, "steps": steps, "batch_size": batch,
+                                        "weight_decay": decay}), None, 100 + i)
+            for i, (lr, steps, batch, decay) in enumerate(RECIPES)]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_batched_matches_serial_losses_model_for_model(train_view, optimizer):
+    candidates = population(optimizer)
+    serial = Serial().train(candidates, train_view, SHAPE)
+    batched = Batched().train(candidates, train_view, SHAPE)
+    for s, b in zip(serial, batched):
+        assert isinstance(s, Successor) and isinstance(b, Successor)
+        assert b.candidate is s.candidate and b.train["steps"] == s.train["steps"]
+        # the stated tolerance: float rounding only (typically 1e-7; Adam can amplify it a little)
+        assert b.train["train_loss"] == pytest.approx(s.train["train_loss"], abs=1e-3, rel=0.02)
+
+
+def test_dropout_trains_in_the_population_too(train_view):
+    results = Batched().train(population("adam", dropout=0.2), train_view, SHAPE)
+    assert all(isinstance(r, Successor) and r.train["train_loss"] < 1.0 for r in results)
+
+
+def mixed_population() -> list[Candidate]:
+    """Every depth, several widths, all activations and optimizers, with and without weight decay."""
+    genes = [(1, 8, "relu", "sgd"), (3, 40, "tanh", "adam"), (2, 16, "gelu", "adamw"), (1, 24, "silu", "adam"),
+             (3, 12, "relu", "adamw"), (2, 32, "silu", "sgd"), (2, 20, "tanh", "sgd")]
+    return [Candidate(f"1.{i}", Genome("mlp", {"depth": depth, "width": width, "activation": activation, "dropout": 0.0},
+                                       {"optimizer": optimizer, "lr": lr, "steps": steps, "batch_size": batch,
+                                        "weight_decay": decay}), None, 200 + i)
+            for i, ((depth, width, activation, optimizer), (lr, steps, batch, decay))
+            in enumerate(zip(genes, RECIPES + RECIPES))]
+
+
+def test_mixed_shapes_share_one_population_and_match_serial(train_view):
+    mixed = mixed_population()
+    assert all(population_key(c) is not None for c in mixed)
+    results = Batched().train(mixed, train_view, SHAPE)
+    assert [r.candidate.key for r in results] == [c.key for c in mixed]
+    serial = Serial().train(mixed, train_view, SHAPE)
+    for s, b in zip(serial, results):
+        assert b.train["parameters"] == s.train["parameters"]  # padding never reaches the model
+        assert b.train["train_loss"] == pytest.approx(s.train["train_loss"], abs=1e-3, rel=0.02)
+
+
+def test_padding_and_skipped_layers_leave_each_model_as_if_alone(train_view):
+    """Zero-padded units and skipped layers never move and never touch a model's own units: each
+    member of a mixed population ends where it would in a population of one, up to float rounding."""
+    mixed = mixed_population()
+    together = Batched().train(mixed, train_view, SHAPE)
+    for candidate, member in zip(mixed, together):
+        alone = Batched().train([candidate], train_view, SHAPE)[0]
+        for (name, w), (_, w_alone) in zip(member.model.state_dict().items(), alone.model.state_dict().items()):
+            assert torch.allclose(w, w_alone, atol=1e-5), (candidate.genome.arch, name)
+
+
+def test_chunks_hold_similar_sizes_and_order_is_kept(train_view):
+    mixed = mixed_population()
+    results = Batched(chunk=3).train(mixed, train_view, SHAPE)
+    assert [r.candidate.key for r in results] == [c.key for c in mixed]
+    serial = Serial().train(mixed, train_view, SHAPE)
+    for s, b in zip(serial, results):
+        assert b.train["train_loss"] == pytest.approx(s.train["train_loss"], abs=1e-3, rel=0.02)
+
+
+def test_a_diverging_member_is_quarantined_alone(train_view):
+    candidates = population("sgd")
+    exploding = candidates[1].genome.replace(recipe={"lr": 1e20})
+    candidates[1] = Candidate(candidates[1].key, exploding, None, candidates[1].seed)
+    results = Batched().train(candidates, train_view, SHAPE)
+    assert isinstance(results[1], Quarantined) and "step" in results[1].reason
+    assert all(isinstance(r, Successor) for i, r in enumerate(results) if i != 1)
+    alone = Serial().train([candidates[0]], train_view, SHAPE)[0]
+    assert results[0].train["train_loss"] == pytest.approx(alone.train["train_loss"], abs=1e-3, rel=0.02)
+
+
+def test_a_broken_member_is_quarantined_alone_with_the_reason(train_view):
+    good = population("adam")[:2]
+    broken = [Candidate("1.8", Genome("mlp", {"depth": 1, "width": 8, "activation": "nope", "dropout": 0.0},
+                                      good[0].genome.recipe), None, 8),
+              Candidate("1.9", good[0].genome.replace(recipe={"optimizer": "lion"}), None, 9)]
+    results = Batched().train([broken[0], *good, broken[1]], train_view, SHAPE)
+    assert isinstance(results[0], Quarantined) and "activation 'nope'" in results[0].reason
+    assert isinstance(results[3], Quarantined) and "optimizer 'lion'" in results[3].reason
+    assert all(isinstance(r, Successor) for r in results[1:3])
+
+
+@pytest.mark.parametrize("bad", [dict(chunk=0), dict(chunk=2.5), dict(time_limit_s=0)])
+def test_bad_settings_are_refused(bad):
+    with pytest.raises(ValueError):
+        Batched(**bad)

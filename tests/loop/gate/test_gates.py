@@ -1,0 +1,286 @@
+"""`loop.promotion.greedy.Greedy` and the control gates in `loop.gate.gates` (Off, Probes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import pytest
+
+from loop.gate.gates import Human, Off, Probes, Tripwires, vetoes_in_a_row
+from loop.promotion.greedy import Greedy
+from loop.stages import (AccessError, Candidate, DataView, Decision, Genome, Nomination, Past, Readout,
+                         Scored, Scores, Split, Successor)
+
+GENOME = Genome("mlp", {"depth": 1}, {"lr": 0.01})
+
+
+@dataclass
+class FakeModel:
+    """Stands in for an nn.Module: the fake probes read their values from it."""
+
+    values: dict = field(default_factory=dict)
+
+
+def mean_of_first_column(items: np.ndarray) -> float:
+    return float(items[:, 0].mean())
+
+
+@dataclass
+class FakeProbe:
+    """Reads per-item results from the fake model: 0/1 vectors for an accuracy probe, a column of
+    per-item losses for a statistic probe."""
+
+    name: str
+    kind: str = "accuracy"
+    tolerance: float = 0.05
+    calls: list = field(default_factory=list)
+
+    def measure(self, model: FakeModel, data: DataView, reference: FakeModel) -> list[Readout]:
+        self.calls.append(data["probe"])
+        items = np.asarray(model.values[self.name], dtype=float)
+        if self.kind == "accuracy":
+            return [Readout(f"{self.name}/acc", float(items.mean()), "accuracy", items, True,
+                            self.tolerance, "accuracy")]
+        items = items.reshape(-1, 1)
+        return [Readout(f"{self.name}/loss", mean_of_first_column(items), "statistic", items, False,
+                        self.tolerance, "loss", mean_of_first_column)]
+
+
+def scored(sid: str, score: float, **probe_values: float) -> Scored:
+    successor = Successor(sid, Candidate(f"1.{sid}", GENOME, None, 0), FakeModel(probe_values),
+                          {"train_loss": 0.1, "steps": 10, "parameters": 100})
+    return Scored(successor, Scores(proxy=score), score)
+
+
+def past(decision: str, generation: int = 1, **gate: float) -> Past:
+    return Past(generation, (GENOME,), (0.5,), decision, (f"{decision} for a reason",), gate)
+
+
+PROBE_SPLIT = Split("probe-x", "probe-y")  # the fake probes never look inside
+
+
+def gate_view(*allowed: str) -> DataView:
+    return DataView({"probe": PROBE_SPLIT, "truth": Split("t", "t")}, allowed or ("probe",), "gate")
+
+
+# --- Greedy ----------------------------------------------------------------------------------
+
+
+def test_greedy_nominates_above_the_margin():
+    incumbent = scored("inc", 0.5)
+    best = scored("b", 0.62)
+    nomination = Greedy(margin=0.01).nominate([scored("a", 0.55), best, scored("c", 0.4)], incumbent)
+    assert isinstance(nomination, Nomination)
+    assert nomination.nominee is best
+    (reason,) = nomination.reasons
+    assert "0.6200" in reason and "0.5000" in reason and "+0.1200" in reason and "0.01" in reason
+
+
+def test_greedy_does_not_nominate_within_the_margin():
+    incumbent = scored("inc", 0.5)
+    nomination = Greedy(margin=0.01).nominate([scored("a", 0.505), scored("b", 0.3)], incumbent)
+    assert nomination.nominee is None
+    (reason,) = nomination.reasons
+    assert "0.5050" in reason and "0.5000" in reason and "margin" in reason and "0.01" in reason
+    # exactly the margin is not enough either
+    assert Greedy(margin=0.25).nominate([scored("a", 0.75)], incumbent).nominee is None
+
+
+def test_greedy_does_not_nominate_a_worse_candidate_even_with_zero_margin():
+    incumbent = scored("inc", 0.5)
+    assert Greedy(margin=0.0).nominate([scored("a", 0.5)], incumbent).nominee is None
+    assert Greedy(margin=0.0).nominate([scored("a", 0.49)], incumbent).nominee is None
+    assert Greedy(margin=0.0).nominate([scored("a", 0.51)], incumbent).nominee is not None
+
+
+def test_greedy_picks_the_first_of_equals():
+    first, second = scored("x", 0.9), scored("y", 0.9)
+    assert Greedy().nominate([first, second], scored("inc", 0.1)).nominee is first
+
+
+def test_greedy_with_no_candidates():
+    nomination = Greedy().nominate([], scored("inc", 0.5))
+    assert nomination.nominee is None and nomination.reasons and "no candidate" in nomination.reasons[0]
+
+
+@pytest.mark.parametrize("margin", [-0.1, True, "0.1", None])
+def test_greedy_refuses_a_bad_margin(margin):
+    with pytest.raises(ValueError, match="margin"):
+        Greedy(margin=margin)
+
+
+# --- Off -------------------------------------------------------------------------------------
+
+
+def test_off_always_promotes():
+    nominee, incumbent = scored("n", 0.1), scored("i", 0.9)
+    history = [past("vetoed"), past("vetoed"), past("vetoed")]
+    decision = Off().review(nominee, incumbent, incumbent, gate_view(), history)
+    assert isinstance(decision, Decision)
+    assert decision.action == "promote" and decision.probes == {}
+    assert decision.reasons and "off" in decision.reasons[0]
+
+
+# --- Probes ----------------------------------------------------------------------------------
+
+N = 300
+GOOD = np.ones(N)  # right on every item
+RNG = np.random.default_rng(0)
+NOISY = (RNG.random(N) > 0.1).astype(float)  # ~90% right
+
+
+def with_errors(base: np.ndarray, wrong: int, seed: int = 1) -> np.ndarray:
+    """`base` with `wrong` more items answered wrongly (chosen among its right answers)."""
+    out = base.copy()
+    right = np.flatnonzero(out == 1)
+    out[np.random.default_rng(seed).choice(right, wrong, replace=False)] = 0
+    return out
+
+
+NO_WIRES = Tripwires(audit_gap=0, capability_jump=0, vetoes_in_a_row=0)
+
+
+def probes_gate(**kwargs) -> Probes:
+    kwargs.setdefault("tripwires", NO_WIRES)
+    return Probes(probes=[FakeProbe("noise"), FakeProbe("calibration", "statistic", 0.02)],
+                  bootstrap_rounds=300, **kwargs)
+
+
+LOSS = RNG.normal(0.3, 0.1, N)
+
+
+def test_probes_gate_promotes_an_equal_nominee():
+    model = dict(noise=NOISY, calibration=LOSS)
+    decision = probes_gate().review(scored("n", 0.9, **model), scored("i", 0.8, **model),
+                                    scored("b", 0.5, **model), gate_view(), [])
+    assert decision.action == "promote"
+    assert decision.probes["probe/noise/acc"] == decision.probes["probe/noise/acc/incumbent"]
+    assert {"probe/noise/acc/p_incumbent", "probe/calibration/loss/baseline"} <= set(decision.probes)
+    assert any(r.startswith("noise/acc:") and r.endswith("ok") for r in decision.reasons)
+
+
+def test_a_drop_within_tolerance_is_not_vetoed():
+    nominee = scored("n", 0.9, noise=with_errors(GOOD, 6), calibration=LOSS)  # 2% worse, tolerance 5%
+    incumbent = scored("i", 0.8, noise=GOOD, calibration=LOSS)
+    assert probes_gate().review(nominee, incumbent, incumbent, gate_view(), []).action == "promote"
+
+
+def test_an_accuracy_regression_beyond_tolerance_is_vetoed_and_named():
+    nominee = scored("n", 0.9, noise=with_errors(GOOD, 60), calibration=LOSS)  # 20% worse
+    incumbent = scored("i", 0.8, noise=GOOD, calibration=LOSS)
+    decision = probes_gate().review(nominee, incumbent, incumbent, gate_view(), [])
+    assert decision.action == "veto"
+    assert decision.reasons[0].startswith("vetoed on noise/acc vs incumbent")
+    assert not any("calibration" in r and "regresses" in r for r in decision.reasons)
+    assert decision.probes["probe/noise/acc/p_incumbent"] < 0.001
+
+
+def test_a_statistic_regression_is_vetoed_by_the_paired_bootstrap():
+    nominee = scored("n", 0.9, noise=GOOD, calibration=LOSS + 0.1)  # worse by 0.1, tolerance 0.02
+    incumbent = scored("i", 0.8, noise=GOOD, calibration=LOSS)
+    decision = probes_gate().review(nominee, incumbent, incumbent, gate_view(), [])
+    assert decision.action == "veto" and "calibration/loss vs incumbent" in decision.reasons[0]
+
+
+def test_small_drops_that_add_up_are_caught_against_the_baseline():
+    baseline = scored("b", 0.5, noise=GOOD, calibration=LOSS)
+    incumbent = scored("i", 0.8, noise=with_errors(GOOD, 12), calibration=LOSS)  # 4% below the baseline
+    nominee = scored("n", 0.9, noise=with_errors(with_errors(GOOD, 12), 12, seed=2), calibration=LOSS)
+    decision = probes_gate(cumulative_factor=1.0).review(nominee, incumbent, baseline, gate_view(), [])
+    assert decision.action == "veto"  # 4% more is within tolerance, 8% below the baseline is not
+    assert decision.reasons[0].startswith("vetoed on noise/acc vs baseline (")
+    assert "vs incumbent" not in decision.reasons[0]
+
+
+def test_holm_keeps_honest_noise_from_vetoing():
+    # nominee and incumbent differ on a few items both ways: no regression beyond tolerance
+    a, b = with_errors(GOOD, 15, seed=3), with_errors(GOOD, 15, seed=4)
+    decision = probes_gate().review(scored("n", 0.9, noise=a, calibration=LOSS),
+                                    scored("i", 0.8, noise=b, calibration=LOSS),
+                                    scored("b", 0.5, noise=b, calibration=LOSS), gate_view(), [])
+    assert decision.action == "promote"
+
+
+def test_vetoes_in_a_row_pause_the_loop():
+    nominee = scored("n", 0.9, noise=with_errors(GOOD, 60), calibration=LOSS)
+    incumbent = scored("i", 0.8, noise=GOOD, calibration=LOSS)
+    gate = probes_gate(tripwires=Tripwires(audit_gap=0, capability_jump=0, vetoes_in_a_row=3))
+    assert gate.review(nominee, incumbent, incumbent, gate_view(), [past("vetoed")]).action == "veto"
+    decision = gate.review(nominee, incumbent, incumbent, gate_view(), [past("vetoed"), past("vetoed")])
+    assert decision.action == "pause" and any("3 vetoes in a row" in r for r in decision.reasons)
+    # a pause (lifted by a person) ends the streak
+    assert gate.review(nominee, incumbent, incumbent, gate_view(),
+                       [past("vetoed"), past("vetoed"), past("paused")]).action == "veto"
+
+
+def test_a_capability_jump_pauses_even_a_passing_nominee():
+    model = dict(noise=GOOD, calibration=LOSS)
+    gate = probes_gate(tripwires=Tripwires(audit_gap=0, capability_jump=0.2, vetoes_in_a_row=0))
+    decision = gate.review(scored("n", 0.95, **model), scored("i", 0.7, **model), scored("b", 0.5, **model),
+                           gate_view(), [])
+    assert decision.action == "pause" and any("capability jump +0.250" in r for r in decision.reasons)
+
+
+def test_the_audit_gap_wire_needs_n_generations_in_a_row():
+    wires = Tripwires(audit_gap=0.1, audit_gap_generations=3, capability_jump=0, vetoes_in_a_row=0)
+    wide = {"tripwire/audit_gap": 0.2}
+    assert wires.check("promote", 0.0, 0.2, [past("promoted", **wide)]) == []
+    tripped = wires.check("promote", 0.0, 0.2, [past("promoted", **wide), past("none"), past("vetoed", **wide)])
+    assert tripped and "3 reviewed generations" in tripped[0]
+    assert wires.check("promote", 0.0, 0.05, [past("promoted", **wide), past("vetoed", **wide)]) == []
+
+
+def test_probes_gate_reads_only_the_gate_splits():
+    probe = FakeProbe("noise")
+    gate = Probes(probes=[probe], tripwires=NO_WIRES)
+    model = dict(noise=GOOD)
+    gate.review(scored("n", 0.9, **model), scored("i", 0.8, **model), scored("b", 0.5, **model), gate_view(), [])
+    assert probe.calls and all(c is PROBE_SPLIT for c in probe.calls)
+    with pytest.raises(AccessError):
+        gate.review(scored("n2", 0.9, **model), scored("i2", 0.8, **model), scored("b2", 0.5, **model),
+                    DataView({"truth": Split("t", "t")}, ("truth",), "gate"), [])
+
+
+@pytest.mark.parametrize("bad", [dict(alpha=0), dict(alpha=1.5), dict(tolerance_scale=0),
+                                 dict(tripwires={"vetoes_in_a_row": -1})])
+def test_probes_gate_refuses_bad_settings(bad):
+    with pytest.raises(ValueError):
+        Probes(probes=[FakeProbe("noise")], **bad)
+
+
+def test_probes_gate_refuses_duplicate_probe_names():
+    with pytest.raises(ValueError, match="distinct"):
+        Probes(probes=[FakeProbe("noise"), FakeProbe("noise")])
+
+
+def test_vetoes_in_a_row_counts_only_the_tail():
+    assert vetoes_in_a_row([past("vetoed"), past("promoted"), past("vetoed"), past("vetoed")]) == 2
+    assert vetoes_in_a_row([]) == 0
+
+
+# --- Human -----------------------------------------------------------------------------------
+
+
+def test_human_gate_follows_the_approval_file(tmp_path):
+    model = dict(noise=GOOD, calibration=LOSS)
+    nominee, incumbent = scored("n", 0.9, **model), scored("i", 0.8, **model)
+    approvals = tmp_path / "approvals.json"
+    gate = Human(checks=probes_gate(), approval_file=str(approvals), interactive=False)
+    decision = gate.review(nominee, incumbent, incumbent, gate_view(), [])
+    assert decision.action == "pause" and "awaits a person's approval" in decision.reasons[-1]
+    approvals.write_text('{"n": {"approve": false, "by": "Ada", "reason": "not convinced"}}')
+    decision = gate.review(nominee, incumbent, incumbent, gate_view(), [])
+    assert decision.action == "veto" and decision.reasons[-1] == "human: vetoed by Ada: not convinced"
+    approvals.write_text('{"n": {"approve": true, "by": "Ada", "reason": "looks fine"}}')
+    assert gate.review(nominee, incumbent, incumbent, gate_view(), []).action == "promote"
+
+
+def test_human_gate_never_overrules_a_probe_veto(tmp_path):
+    approvals = tmp_path / "approvals.json"
+    approvals.write_text('{"n": {"approve": true, "by": "Ada", "reason": "ship it"}}')
+    nominee = scored("n", 0.9, noise=with_errors(GOOD, 60), calibration=LOSS)
+    incumbent = scored("i", 0.8, noise=GOOD, calibration=LOSS)
+    gate = Human(checks=probes_gate(), approval_file=str(approvals), interactive=False)
+    assert gate.review(nominee, incumbent, incumbent, gate_view(), []).action == "veto"
