@@ -127,11 +127,15 @@ class Engine:
             self.log("resumed", state.next_generation,
                      reasons=[f"resumed at generation {state.next_generation}"
                               + (f"; {state.pending} events of its cut-off attempt are discarded and it "
-                                 f"reruns from the start" if state.pending else "")],
+                                 f"reruns from the start" if state.pending else "")
+                              + (f"; first the person's decision on generation {state.decided.generation}'s "
+                                 f"nominee is carried out" if state.decided else "")],
                      detail={"restarted_generation": state.next_generation, "discarded_events": state.pending})
         self.stages.tracker.start(self.run_dir, self.config, name=self.run_dir.name)
         try:
             state = fold(self.events)
+            if state.decided is not None:  # a person decided what the pause held: carry it out first
+                state = self.carry_out(state)
             if state.completed < 0:
                 state = self.baseline()
             while state.next_generation <= self.task.budget.generations and not state.paused:
@@ -205,13 +209,33 @@ class Engine:
                                                              self.task.view("gate", "probe", "audit", "proxy"),
                                                              state.history)
             event = GATE_EVENTS[decision.action]
+            held = {"if_approved": list(decision.if_approved)} \
+                if decision.action == "pause" and decision.if_approved is not None else None
             self.log(event, g, successor=nominee.id, parent=incumbent.id, metrics=decision.probes,
-                     reasons=decision.reasons)
+                     reasons=decision.reasons, detail=held)
             if decision.action != "veto":
                 break
             candidates = [s for s in candidates if s.id != nominee.id]
         winner = nominee if decision.action == "promote" else incumbent
         return self.finish_generation(g, winner, scored, len(quarantined), event, nominee=nominee.id)
+
+    def carry_out(self, state: RunState) -> RunState:
+        """Finish the paused generation as its gate would have with the person's answer: the held
+        nominee is promoted (approved) or vetoed (rejected), with the reasons the gate gave it and
+        the person's verdict, and the generation is finished again with that decision. Its
+        metrics are the ones an approval file would have given (`gate=human`)."""
+        decided = state.decided
+        g, paused = decided.generation, decided.paused
+        self.clock, self.extra, self.notes = Clock(), {}, []
+        action = "promote" if decided.approve else "veto"
+        verdict = f"human: {'approved' if decided.approve else 'vetoed'} by {decided.by}: {decided.reason}"
+        self.log(GATE_EVENTS[action], g, successor=paused.successor, parent=paused.parent, metrics=paused.metrics,
+                 reasons=[*paused.detail["if_approved"], verdict])
+        ids = [e.successor for e in decided.events if e.event == "evaluated"]
+        quarantined = sum(e.event == "quarantined" for e in decided.events)
+        winner = paused.successor if decided.approve else paused.parent
+        return self.finish_generation(g, self.scored(winner), [self.scored(s) for s in ids], quarantined,
+                                      GATE_EVENTS[action], nominee=paused.successor)
 
     # --- pieces of a generation ------------------------------------------------------------
 

@@ -242,6 +242,10 @@ class Decision:
     action: Literal["promote", "veto", "pause"]
     probes: Mapping[str, float]  # "probe/<name>" -> value (nominee), plus incumbent values
     reasons: tuple[str, ...]
+    # For a pause that holds a nominee the checks passed (a person's approval, a tripwire about the
+    # nominee): the reasons its promotion carries if a person approves it. None: approving the
+    # pause lifts it and promotes nothing (an integrity failure, vetoes in a row).
+    if_approved: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,11 @@ makes a resumed run end where an uninterrupted one would.
 
 Events of a generation count only once that generation's `generation_finished` is written; a
 `resumed` event drops the events of an attempt that was cut off, and that generation reruns.
+
+A paused generation is finished too, with its decision `paused`. When a person then decides what
+the pause held (`rsi-loop-approve`: promote the nominee, or `--reject`: veto it), the resumed run
+carries the decision out as that generation's `promoted` or `vetoed` and finishes it a second time;
+its later `generation_finished` is the one that counts.
 """
 
 from __future__ import annotations
@@ -19,6 +24,18 @@ from loop.stages import Genome, Past
 DECISIONS = {"promoted": "promoted", "vetoed": "vetoed", "paused": "paused", "not_nominated": "none"}
 
 
+@dataclass(frozen=True)
+class Decided:
+    """A person's answer to a pause that held a nominee, not yet carried out by the loop."""
+
+    generation: int
+    paused: Event  # the gate's `paused` event: nominee, incumbent, probe metrics, `if_approved` reasons
+    approve: bool  # promote the nominee (approved) or veto it (rejected)
+    by: str
+    reason: str
+    events: list[Event]  # the paused generation's events (its candidates)
+
+
 @dataclass
 class RunState:
     incumbent: str | None = None  # id of the current incumbent
@@ -29,6 +46,8 @@ class RunState:
     started: bool = False
     finished: bool = False
     pending: int = 0  # events of an unfinished generation (cut off by a kill)
+    pause: Event | None = None  # the `paused` event of a pause no person has decided yet
+    decided: Decided | None = None  # a person's answer to the last pause, for the loop to carry out
 
     @property
     def next_generation(self) -> int:
@@ -73,8 +92,8 @@ def settle(events: Sequence[Event]) -> Settled:
                 abandoned, pending = abandoned + len(pending), []
         else:
             pending.append(e)
-            if e.event == "generation_finished":
-                generations[e.generation], pending = pending, []
+            if e.event == "generation_finished":  # a second finish (after a person decided) extends it
+                generations[e.generation], pending = generations.get(e.generation, []) + pending, []
     return Settled(generations, pending, abandoned, run)
 
 
@@ -83,7 +102,6 @@ def fold(events: Sequence[Event]) -> RunState:
     kinds = {e.event for e in settled.run}
     state = RunState(started="run_started" in kinds, finished="run_finished" in kinds,
                      pending=len(settled.unfinished))
-    last_pause = -1
     for g, kept in sorted(settled.generations.items()):
         finished = kept[-1]
         state.completed, state.incumbent = g, finished.successor
@@ -91,8 +109,15 @@ def fold(events: Sequence[Event]) -> RunState:
             state.baseline = finished.successor
         else:
             state.history.append(past_of(g, kept))
-        if finished.detail.get("decision") == "paused":
-            last_pause = finished.seq
-    last_approval = max((e.seq for e in settled.run if e.event == "approved"), default=-1)
-    state.paused = last_pause > last_approval
+    if state.completed < 1 or settled.generations[state.completed][-1].detail.get("decision") != "paused":
+        return state
+    # Only the last finished generation can still be paused: a pause stops the loop.
+    kept = settled.generations[state.completed]
+    pause = next((e for e in reversed(kept) if e.event == "paused"), kept[-1])
+    answer = next((e for e in reversed(settled.run) if e.event == "approved" and e.seq > kept[-1].seq), None)
+    if answer is None:
+        state.paused, state.pause = True, pause
+    elif "if_approved" in pause.detail and answer.detail.get("decision") in ("promote", "veto"):
+        state.decided = Decided(state.completed, pause, answer.detail["decision"] == "promote",
+                                str(answer.detail.get("by", "?")), str(answer.detail.get("reason", "")), kept)
     return state

@@ -13,14 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, ROOT, TINY, ledger_events, run_loop
+from conftest import BIN, TINY, ledger_events, run_loop
 
 ENV = {**os.environ, "WANDB_MODE": "disabled"}
 
 
 def cli(*args: str, cwd: Path | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
     command = [str(BIN / args[0]), *args[1:]] if args[0].startswith("rsi-loop") else list(args)
-    return subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)  # unattended: gate=human never finds a terminal
 
 
 @pytest.fixture(scope="module")
@@ -166,29 +167,146 @@ def test_a_run_written_before_the_move_to_stage_packages_verifies_reports_and_re
     assert cli("rsi-loop-verify", str(run_dir)).returncode == 0
 
 
+def the(event: str, generation: int, run_dir: Path):
+    return next(e for e in ledger_events(run_dir) if e.event == event and e.generation == generation)
+
+
+def test_a_person_approves_or_rejects_what_gate_human_paused_on(tmp_path):
+    run_dir = tmp_path / "human"
+    first = cli("rsi-loop", *TINY, "gate=human", f"hydra.run.dir={run_dir}")
+    assert first.returncode == 0, first.stderr
+    nominee = the("paused", 1, run_dir).successor
+    assert f"{run_dir} paused at generation 1 (gate=human asks a person to approve every promotion)" in first.stdout
+    assert "tripwire" not in first.stdout and "--reject" in first.stdout and f"to promote {nominee}" in first.stdout
+
+    approved = cli("rsi-loop-approve", str(run_dir), "--by", "Ana", "--reason", "probes and numbers look right")
+    assert approved.returncode == 0, approved.stderr
+    assert f"nominee {nominee} of generation 1 is promoted when the run resumes" in approved.stdout
+    assert the("approved", 1, run_dir).successor == nominee
+    resumed = cli("rsi-loop", f"resume={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr
+    promoted = the("promoted", 1, run_dir)
+    assert promoted.successor == nominee
+    assert promoted.reasons[-1] == "human: approved by Ana: probes and numbers look right"
+    finished = [e for e in ledger_events(run_dir) if e.event == "generation_finished" and e.generation == 1]
+    assert [e.detail["decision"] for e in finished] == ["paused", "promoted"] and finished[-1].successor == nominee
+
+    rejected_nominee = the("paused", 2, run_dir).successor  # gate=human asks again at generation 2
+    rejected = cli("rsi-loop-approve", str(run_dir), "--by", "Ana", "--reason", "too good to be true", "--reject")
+    assert rejected.returncode == 0 and f"nominee {rejected_nominee} of generation 2 is vetoed" in rejected.stdout
+    assert cli("rsi-loop", f"resume={run_dir}").returncode == 0
+    vetoed = the("vetoed", 2, run_dir)
+    assert vetoed.successor == rejected_nominee and vetoed.reasons[-1] == "human: vetoed by Ana: too good to be true"
+    after = [e for e in ledger_events(run_dir) if e.event == "generation_finished" and e.generation == 2][-1]
+    assert after.detail["decision"] == "vetoed" and after.successor == nominee  # goes on from the incumbent
+
+    report = (run_dir / "report.md").read_text()
+    human = report.split("## Human decisions")[1].split("##")[0]
+    assert f"| 1 | Ana | approved | `{nominee[:8]}` | probes and numbers look right |" in human
+    assert f"| 2 | Ana | rejected | `{rejected_nominee[:8]}` | too good to be true |" in human
+    assert cli("rsi-loop-verify", str(run_dir)).returncode == 0
+
+
+def decisions_aside(run_dir: Path) -> list[dict]:
+    """The ledger without the events that record how a person's decision arrived (the pause, the
+    approval, the resume, the paused generation's first finish) and without times and timings."""
+    kept = []
+    for line in (run_dir / "ledger.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if r["event"] in ("paused", "approved", "resumed") or r.get("detail", {}).get("decision") == "paused":
+            continue
+        r.get("detail", {}).pop("seconds", None)
+        kept.append({k: v for k, v in r.items() if k not in ("seq", "time", "prev", "hash")})
+    return kept
+
+
+def test_approving_through_the_cli_ends_as_approving_through_an_approval_file(tmp_path):
+    from loop.tools.cli import approve_main
+
+    answers = tmp_path / "answers.json"  # absent while the first run pauses: every promotion waits
+    human = ["gate=human", f"gate.approval_file={answers}", "gate.interactive=false"]
+    by_cli = tmp_path / "cli"
+    state, _ = run_loop(by_cli, *human)
+    approved = []
+    while state.paused:
+        approved.append(state.pause.successor)
+        approve_main([str(by_cli), "--by", "Ana", "--reason", "checked"])
+        state, _ = run_loop(by_cli, *human, resume=True)
+    assert len(approved) >= 2 and state.finished
+    answers.write_text(json.dumps({sid: {"approve": True, "by": "Ana", "reason": "checked"} for sid in approved}))
+    by_file = tmp_path / "file"
+    state, _ = run_loop(by_file, *human)
+    assert state.finished
+    assert decisions_aside(by_cli) == decisions_aside(by_file)
+
+
+def test_reject_is_refused_where_the_pause_holds_no_nominee(tmp_path, capsys):
+    from loop.ledger import Ledger
+    from loop.tools.cli import approve_main
+
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    ledger.append("run_started", 0)
+    ledger.append("promoted", 0, successor="a" * 16)
+    ledger.append("generation_finished", 0, successor="a" * 16, detail={"decision": "baseline"})
+    ledger.append("paused", 1, parent="a" * 16, reasons=["tripwire: 3 vetoes in a row (limit 3)",
+                                                          "the loop pauses until a person decides"])
+    ledger.append("generation_finished", 1, successor="a" * 16, detail={"decision": "paused"})
+    with pytest.raises(SystemExit) as refused:
+        approve_main([str(tmp_path), "--by", "Ana", "--reason", "no", "--reject"])
+    assert refused.value.code == 2 and "holds no nominee to reject" in capsys.readouterr().err
+    approve_main([str(tmp_path), "--by", "Ana", "--reason", "the vetoes were right; go on"])
+    assert "the pause promotes nothing; the loop goes on from incumbent aaaa" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    reference = tmp_path_factory.mktemp("reference") / "run"
+    run_loop(reference, *STOPPABLE)
+    return reference
+
+
+STOPPABLE = ["objective.budget.generations=4", "objective.budget.candidates=4", "objective.budget.steps=300"]
+
+
+def start_and_stop_in_generation_2(run_dir: Path, how: signal.Signals) -> subprocess.CompletedProcess:
+    """Start a run, wait until generation 2 has trained a candidate, then send it `how`."""
+    proc = subprocess.Popen([str(BIN / "rsi-loop"), *TINY, *STOPPABLE, f"hydra.run.dir={run_dir}"], env=ENV,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ledger, deadline = run_dir / "ledger.jsonl", time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if ledger.exists() and any(json.loads(line)["event"] == "trained" and json.loads(line)["generation"] == 2
+                                   for line in ledger.read_text().splitlines()):
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run finished before it could be stopped"
+    proc.send_signal(how)
+    out, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.mark.parametrize("how,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_stops_cleanly_and_resume_ends_as_the_uninterrupted_run(tmp_path, uninterrupted, how, code):
+    run_dir = tmp_path / "stopped"
+    stopped = start_and_stop_in_generation_2(run_dir, how)
+    assert stopped.returncode == code
+    assert stopped.stderr.strip().splitlines() == [
+        f"interrupted ({how.name}): generation 2 was cut off and reruns from its start; "
+        f"continue with: rsi-loop resume={run_dir}"]
+    assert ledger_events(run_dir)[-1].generation == 2  # every line whole (a torn one would not read)
+    resumed = cli("rsi-loop", f"resume={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert final_incumbent(run_dir) == final_incumbent(uninterrupted)
+    assert cli("rsi-loop-verify", str(run_dir)).returncode == 0
+
+
 def final_incumbent(run_dir: Path) -> str:
     return [e.successor for e in ledger_events(run_dir) if e.event == "generation_finished"][-1]
 
 
-def test_a_run_killed_mid_generation_resumes_to_the_same_incumbent(tmp_path):
-    budget = ["objective.budget.generations=4", "objective.budget.candidates=4", "objective.budget.steps=300"]
-    reference = tmp_path / "reference"
-    run_loop(reference, *budget)
-
+def test_a_run_killed_mid_generation_resumes_to_the_same_incumbent(tmp_path, uninterrupted):
     run_dir = tmp_path / "killed"
-    proc = subprocess.Popen([str(BIN / "rsi-loop"), *TINY, *budget, f"hydra.run.dir={run_dir}"],
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ledger, deadline = run_dir / "ledger.jsonl", time.monotonic() + 120
-    try:  # wait until generation 2 has trained a candidate, then kill without warning
-        while time.monotonic() < deadline and proc.poll() is None:
-            if ledger.exists() and any(json.loads(line)["event"] == "trained" and json.loads(line)["generation"] == 2
-                                       for line in ledger.read_text().splitlines()):
-                break
-            time.sleep(0.01)
-        assert proc.poll() is None, "the run finished before it could be killed"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
+    killed = start_and_stop_in_generation_2(run_dir, signal.SIGKILL)  # no warning, no clean-up
+    assert killed.returncode == -signal.SIGKILL
     events = ledger_events(run_dir)
     assert events[-1].event != "run_finished" and events[-1].generation == 2
 
@@ -199,7 +317,7 @@ def test_a_run_killed_mid_generation_resumes_to_the_same_incumbent(tmp_path):
     assert restart.detail["restarted_generation"] == 2 and restart.detail["discarded_events"] > 0
     finished = [e.generation for e in after if e.event == "generation_finished"]
     assert finished == [0, 1, 2, 3, 4]  # no generation lost, none repeated
-    assert final_incumbent(run_dir) == final_incumbent(reference)
+    assert final_incumbent(run_dir) == final_incumbent(uninterrupted)
     assert cli("rsi-loop-verify", str(run_dir)).returncode == 0
 
 

@@ -187,8 +187,9 @@ class Probes:
         tripped = self.tripwires.check(action, nominee.scores.proxy - incumbent.scores.proxy,
                                        metrics.get("tripwire/audit_gap"), history)
         if tripped:
-            action = "pause"
-            reasons += [*tripped, "the loop pauses until a person approves; the nominee is not promoted"]
+            if_approved = (*reasons, *tripped) if action == "promote" else None  # a vetoed nominee stays vetoed
+            reasons += [*tripped, "the loop pauses until a person decides; the nominee is not promoted"]
+            return Decision("pause", metrics, tuple(reasons), if_approved)
         return Decision(action, metrics, tuple(reasons))
 
 
@@ -218,7 +219,7 @@ class Human:
         answer = self.ask(nominee, incumbent)
         if answer is None:
             return Decision("pause", decision.probes, (*decision.reasons, f"human: promotion of {nominee.id} "
-                            f"awaits a person's approval; the loop pauses"))
+                            f"awaits a person's approval; the loop pauses"), if_approved=decision.reasons)
         approve, by, why = answer
         verdict = f"human: {'approved' if approve else 'vetoed'} by {by}: {why}"
         return Decision("promote" if approve else "veto", decision.probes, (*decision.reasons, verdict))
@@ -232,12 +233,18 @@ class Human:
         if not self.approval_file:
             return None
         deadline = time.monotonic() + self.timeout_s
+        if self.timeout_s > 0:
+            print(f"human: waiting up to {self.timeout_s:g} s for an answer on nominee {nominee.id} in "
+                  f"{self.approval_file}", flush=True)
         while True:
             path = Path(self.approval_file)
-            if path.is_file():
-                entry = json.loads(path.read_text() or "{}").get(nominee.id)
-                if entry is not None:
-                    return bool(entry.get("approve")), str(entry.get("by", "?")), str(entry.get("reason", ""))
+            try:
+                answers = json.loads(path.read_text() or "{}") if path.is_file() else {}
+            except (OSError, ValueError):  # being written by a person right now: read it again
+                answers = {}
+            entry = answers.get(nominee.id) if isinstance(answers, dict) else None
+            if isinstance(entry, dict):
+                return bool(entry.get("approve")), str(entry.get("by", "?")), str(entry.get("reason", ""))
             if time.monotonic() >= deadline:
                 return None
             time.sleep(self.poll_s)

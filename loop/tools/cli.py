@@ -16,6 +16,7 @@ import argparse
 import gc
 import os
 import shutil
+import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,6 +78,15 @@ class RunPaused(RuntimeError):
     """The run waits for a human decision before it may continue."""
 
 
+def pause_message(run_dir: Path, pause, what: str) -> str:
+    """One paragraph: the run, why it paused (a person's approval, which tripwire, integrity) and
+    the exact commands that decide the pause."""
+    from loop.tools.runs import how_to_continue, pause_cause
+
+    return (f"{run_dir} {what} at generation {pause.generation} ({pause_cause(pause)}); "
+            f"{how_to_continue(run_dir, pause)}")
+
+
 def events_to_resume(run_dir: Path, say: Callable[[str], None]):
     """The ledger of a stopped run, ready to continue: a torn last line (a write cut by a crash)
     is dropped, temporary files of a cut-off checkpoint write are swept, the chain is checked."""
@@ -88,9 +98,9 @@ def events_to_resume(run_dir: Path, say: Callable[[str], None]):
     if torn:
         say(f"dropped an incomplete last ledger line ({torn} bytes, a torn write)")
     events = read(run_dir / "ledger.jsonl")
-    if fold(events).paused:
-        raise RunPaused(f"{run_dir} is paused awaiting a human decision: run "
-                        f"`rsi-loop-approve {run_dir} --by NAME --reason TEXT` first")
+    state = fold(events)
+    if state.paused:
+        raise RunPaused(pause_message(run_dir, state.pause, "is paused"))
     Checkpoints(run_dir).sweep_temporaries()
     return events
 
@@ -145,8 +155,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, say: Ca
         state = engine.run(events)
         report = write_report(run_dir)
     if state.paused:
-        say(f"paused: a tripwire stopped the loop; see {report}. To continue: "
-            f"rsi-loop-approve {run_dir} --by NAME --reason TEXT, then rsi-loop resume={run_dir}")
+        say(f"{pause_message(run_dir, state.pause, 'paused')}. Report: {report}")
     else:
         say(f"finished: report at {report}")
     return state
@@ -160,6 +169,53 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the run is, like KeyboardInterrupt for SIGINT: the same clean stop."""
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM stop a run between two Python steps, unwinding it: the writer lock
+    is released, the tracker closed, and what was written stays whole (ledger lines are single
+    writes, files are renamed into place). SIGINT is set explicitly: a shell that starts the
+    command in the background would otherwise have it ignored."""
+    def terminate(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, terminate)
+
+
+def interrupted(run_dir: Path, code: int) -> NoReturn:
+    """One line naming what was cut off and how to continue; exit 130 (SIGINT) or 143 (SIGTERM)."""
+    from loop.ledger import LedgerError, read
+    from loop.state import fold
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this line short
+    name = "SIGINT" if code == 130 else "SIGTERM"
+
+    def stop(line: str) -> NoReturn:
+        print(line, file=sys.stderr, flush=True)
+        raise SystemExit(code)
+
+    ledger = run_dir / "ledger.jsonl"
+    if not ledger.is_file():
+        if only_hydra_files(run_dir):
+            shutil.rmtree(run_dir)
+        stop(f"interrupted ({name}) before the run's first ledger line; nothing was kept")
+    try:
+        state = fold(read(ledger))
+    except LedgerError as err:  # a line cut mid-write: resume drops it
+        stop(f"interrupted ({name}) as a ledger line was written ({err}); continue with: "
+             f"rsi-loop resume={run_dir}")
+    if state.paused:
+        stop(f"interrupted ({name}); {pause_message(run_dir, state.pause, 'is paused')}")
+    if state.finished:
+        stop(f"interrupted ({name}) after the run finished, as its report was written; rebuild it with: "
+             f"rsi-loop-report {run_dir}")
+    stop(f"interrupted ({name}): generation {state.next_generation} was cut off and reruns from its start; "
+         f"continue with: rsi-loop resume={run_dir}")
+
+
 def run_or_fail(cfg: DictConfig, run_dir: Path, resume: bool = False) -> None:
     """Run, turning the errors a user can act on into one paragraph and a non-zero exit."""
     from loop.engine import RunError
@@ -168,6 +224,10 @@ def run_or_fail(cfg: DictConfig, run_dir: Path, resume: bool = False) -> None:
 
     try:
         run_experiment(cfg, run_dir, resume, say=say, freeze=True)
+    except KeyboardInterrupt:
+        interrupted(run_dir, 130)
+    except Terminated:
+        interrupted(run_dir, 143)
     except ConfigError as err:
         if only_hydra_files(run_dir):  # nothing of the run was written: leave no half run behind
             shutil.rmtree(run_dir)
@@ -246,6 +306,7 @@ def main() -> None:
     # collections among them cost about 0.5 s of start-up and find next to nothing. Collection
     # resumes once the run's data are loaded (`collector_frozen`).
     gc.disable()
+    stop_on_signals()
     if "" not in sys.path and os.getcwd() not in sys.path:  # as `python -m loop` would: your own
         sys.path.append(os.getcwd())  # plugins next to you import (appended: never shadows ours)
     argv = sys.argv[1:]
@@ -253,12 +314,17 @@ def main() -> None:
     if flags and set(flags) <= {"--help", "-h"}:
         return print_help([a for a in argv if a not in flags])
     resume = [a for a in argv if a.startswith("resume=") and a != "resume=null"]
-    if resume:
-        _resume([resume[0]] + [a for a in argv if a != resume[0]])
-    else:
-        import hydra
+    try:
+        if resume:
+            _resume([resume[0]] + [a for a in argv if a != resume[0]])
+        else:
+            import hydra
 
-        hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")(_hydra_task)()
+            hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")(_hydra_task)()
+    except (KeyboardInterrupt, Terminated) as err:  # before a run began (a run stops in run_or_fail)
+        print(f"interrupted ({'SIGINT' if isinstance(err, KeyboardInterrupt) else 'SIGTERM'}) before the run "
+              f"started", file=sys.stderr)
+        raise SystemExit(130 if isinstance(err, KeyboardInterrupt) else 143) from None
     gc.freeze()  # the process ends here: spare the interpreter's last full collections (~0.7 s)
 
 
@@ -324,15 +390,21 @@ def verify_main(argv: list[str] | None = None) -> None:
 
 
 def approve_main(argv: list[str] | None = None) -> None:
-    """`rsi-loop-approve <run_dir> --by NAME --reason TEXT`: record a human decision that lifts a pause."""
+    """`rsi-loop-approve <run_dir> --by NAME --reason TEXT [--reject]`: decide what a pause asked
+    about. Where it holds a nominee the checks passed (gate=human, a capability jump, a
+    proxy-vs-audit gap), approving promotes that nominee when the run resumes and --reject vetoes
+    it; where it promotes nothing (an integrity failure, vetoes in a row), approving lifts it."""
     from loop.ledger import Ledger, LedgerError, RunBusy, read, writer_lock
     from loop.state import fold
+    from loop.tools.runs import holds_nominee, pause_cause
     from loop.tools.verify import configured_anchor
 
     parser = argparse.ArgumentParser(prog="rsi-loop-approve", description=approve_main.__doc__)
     parser.add_argument("run_dir")
-    parser.add_argument("--by", required=True, help="who approves (a name a person can be found by)")
-    parser.add_argument("--reason", required=True, help="why the loop may go on")
+    parser.add_argument("--by", required=True, help="who decides (a name a person can be found by)")
+    parser.add_argument("--reason", required=True, help="why")
+    parser.add_argument("--reject", action="store_true", help="veto the nominee the pause holds; the loop goes "
+                        "on from the incumbent")
     args, run_dir = _run_dir_arg(parser, argv)
     if not args.by.strip() or not args.reason.strip():
         parser.exit(2, "error: --by and --reason must not be empty\n")
@@ -341,10 +413,27 @@ def approve_main(argv: list[str] | None = None) -> None:
             state = fold(read(run_dir / "ledger.jsonl"))
             if not state.paused:
                 parser.exit(2, f"error: {run_dir} is not paused; there is nothing to approve\n")
+            pause = state.pause
+            held = pause.successor if holds_nominee(pause) else None
+            if args.reject and held is None:
+                parser.exit(2, f"error: the pause of generation {pause.generation} ({pause_cause(pause)}) holds no "
+                               f"nominee to reject; approve it to go on from incumbent {pause.parent}, or leave the "
+                               f"run paused\n")
+            if held is None:
+                decision = "continue"
+                outcome = f"the pause promotes nothing; the loop goes on from incumbent {pause.parent}"
+            elif args.reject:
+                decision = "veto"
+                outcome = (f"nominee {held} of generation {pause.generation} is vetoed; the loop goes on from "
+                           f"incumbent {pause.parent}")
+            else:
+                decision = "promote"
+                outcome = f"nominee {held} of generation {pause.generation} is promoted when the run resumes"
+            verb = "rejected" if args.reject else "approved"
             Ledger(run_dir / "ledger.jsonl", anchor=configured_anchor(run_dir)).append(
-                "approved", state.completed, reasons=[f"approved by {args.by}: {args.reason}"],
-                detail={"by": args.by, "reason": args.reason})
+                "approved", state.completed, successor=held, parent=pause.parent,
+                reasons=[f"{verb} by {args.by}: {args.reason}", outcome],
+                detail={"by": args.by, "reason": args.reason, "decision": decision, "nominee": held})
     except (LedgerError, RunBusy, ValueError) as err:  # ValueError: an unusable anchor
         fail(f"{err}; nothing approved", 1)
-    print(f"approved; continue with: rsi-loop resume={run_dir}")
-
+    print(f"{verb}: {outcome} (the pause: {pause_cause(pause)}). Continue with: rsi-loop resume={run_dir}")

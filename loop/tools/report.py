@@ -23,8 +23,8 @@ from loop.checkpoints import atomic_write
 from loop.config import STAGES
 from loop.ledger import Event, read
 from loop.tools.plots import PLOTS
-from loop.tools.runs import (GATE, IN_PROGRESS, Node, Run, blockers, lineage, parse, status, veto_counts,
-                            w2s_generations)
+from loop.tools.runs import (GATE, IN_PROGRESS, Node, Run, blockers, holds_nominee, how_to_continue,
+                            human_decisions, lineage, parse, pause_cause, status, veto_counts, w2s_generations)
 
 
 def num(x: Any, sign: bool = False) -> str:
@@ -120,6 +120,10 @@ def gate_timeline(run: Run) -> list[str]:
         if earlier:
             before = "; ".join(f"{short(x.successor)} by {', '.join(blockers(x))}" for x in earlier)
             stopped = f"{stopped + '; ' if stopped else ''}first vetoed: {before}"
+        held = [x for x in gate[:-1] if x.event == "paused"]  # a pause a person then decided
+        if held:
+            verdict = "approved" if e.event == "promoted" else "rejected"
+            stopped = f"paused by {', '.join(blockers(held[-1]))}, then {verdict} by a person"
         decision = g.decision if g.finished else IN_PROGRESS
         rows.append(f"| {g.number} | {decision} | {short(e.successor) if e else '—'} | "
                     f"{num(nominee.get('proxy'))} | {num(nominee.get('truth'))} | {num(incumbent.get('truth'))} | "
@@ -185,6 +189,29 @@ def w2s_section(run: Run) -> list[str]:
     return out + [""]
 
 
+def utc(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def human_section(run: Run) -> list[str]:
+    """The decision a pause waits for, if any, and every decision a person made: who, when, what, why."""
+    out = ["## Human decisions", ""]
+    pauses = run.kept("paused")
+    if status(run) == "paused awaiting approval":
+        e = pauses[-1]
+        held = f"it holds nominee {short(e.successor)}" if holds_nominee(e) else "it promotes nothing"
+        out += [f"**Pending**: generation {e.generation} paused ({pause_cause(e)}); {held}. "
+                f"{how_to_continue('<run_dir>', e).capitalize()}.", ""]
+    decisions = human_decisions(run)
+    if not decisions:
+        return out + ["_No decision by a person._", ""]
+    out += ["| when | gen | who | decision | about | why |", "|---|---:|---|---|---|---|"]
+    for e, who, what, about, why in decisions:
+        about = about if about.startswith("generation") else short(about)
+        out.append(f"| {utc(e.time)} | {e.generation} | {who} | {what} | {about} | {why} |")
+    return out + [""]
+
+
 def markdown(name: str, run: Run) -> str:
     start = run.started.detail if run.started else {}
     final = run.finished or run.last_finished
@@ -199,8 +226,7 @@ def markdown(name: str, run: Run) -> str:
     gate_events = [e for e in run.kept(*GATE) if e.generation >= 1]
     count = lambda kind: sum(e.event == kind for e in gate_events)  # noqa: E731
     approvals = sum(e.event == "approved" for e in run.human)
-    when = (datetime.fromtimestamp(run.started.time, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-            if run.started else "—")
+    when = utc(run.started.time) if run.started else "—"
 
     out = [f"# rsi-loop run `{name}`", ""]
     if run.started and run.started.reasons:
@@ -269,14 +295,15 @@ def markdown(name: str, run: Run) -> str:
     out += [] if gate_events else ["_No gate decisions after generation 0._"]
     out.append("")
 
-    out += ["## Human decisions", ""]
+    out += human_section(run)
+    out += ["## Pauses and resumes", ""]
     human = sorted(run.kept("paused") + run.human, key=lambda e: e.seq)
     for e in human:
         if e.event == "resumed":
             text = (f"restarted generation {e.detail.get('restarted_generation', e.generation)}, "
                     f"discarded {e.detail.get('discarded_events', 0)} events")
         else:
-            text = reasons(e)
+            text = pause_cause(e) if e.event == "paused" else reasons(e)
         out.append(f"- generation {e.generation}: **{e.event}** — {text}")
     out += [] if human else ["_None._"]
     out.append("")

@@ -156,10 +156,12 @@ class Node:
 def lineage(run: Run) -> list[Node]:
     """Every successor the gate decided on, in ledger order, with the incumbent it was built from."""
     scores = run.scores
+    decided = {(e.generation, e.successor) for e in run.kept("promoted", "vetoed")}  # a pause a person decided
     return [Node(e.successor, e.parent if e.generation else None, e.generation,
                  "baseline" if e.generation == 0 else e.event, scores.get(e.successor, {}).get("truth"),
                  scores.get(e.successor, {}).get("proxy"), tuple(blockers(e)) if e.event != "promoted" else ())
-            for e in run.kept(*GATE) if e.successor]
+            for e in run.kept(*GATE)
+            if e.successor and not (e.event == "paused" and (e.generation, e.successor) in decided)]
 
 
 W2S = ("w2s/weak", "w2s/student", "w2s/ceiling", "w2s/pgr", "w2s/agreement", "w2s/error_imitation")
@@ -169,3 +171,54 @@ def w2s_generations(run: Run) -> list[tuple[int, Mapping[str, float | None]]]:
     """Finished generations that measured weak-to-strong supervision, with their metrics."""
     return [(g.number, g.finished.metrics) for g in run.done
             if any(k in g.finished.metrics for k in W2S)]
+
+
+# --- pauses and the people who lift them ---------------------------------------------------
+
+
+def pause_cause(e: Event) -> str:
+    """Why the loop paused, in words, read from the `paused` event's reasons: a person's approval
+    that gate=human asks for, the tripwires that fired, or an integrity failure."""
+    causes = []
+    for r in e.reasons:
+        if r.startswith("integrity: "):
+            causes.append(r[len("integrity: "):])
+        elif r.startswith("tripwire: "):
+            causes.append(r[len("tripwire: "):])
+        elif r.startswith("human: ") and "awaits" in r:
+            causes.append("gate=human asks a person to approve every promotion")
+    return "; ".join(causes) or "; ".join(e.reasons) or "(no reason recorded)"
+
+
+def holds_nominee(e: Event) -> bool:
+    """Whether approving this pause promotes its nominee (the checks passed; see `Decision.if_approved`)."""
+    return "if_approved" in e.detail
+
+
+def how_to_continue(run_dir: object, e: Event) -> str:
+    """The commands that decide a pause, as a person would type them."""
+    approve = f"rsi-loop-approve {run_dir} --by NAME --reason TEXT"
+    resume = f"rsi-loop resume={run_dir}"
+    if holds_nominee(e):
+        return (f"to promote {e.successor}: `{approve}`; to veto it and go on from incumbent {e.parent}: "
+                f"`{approve} --reject`; then `{resume}`")
+    return f"this pause promotes nothing; to go on from incumbent {e.parent}: `{approve}`, then `{resume}`"
+
+
+def human_decisions(run: Run) -> list[tuple[Event, str, str, str, str]]:
+    """Every decision a person made, in ledger order, as (event, who, what, about, why): answers to
+    pauses (`rsi-loop-approve`) and answers gate=human got at the terminal or from an approval file."""
+    out = []
+    carried = {e.detail.get("nominee") for e in run.human if e.event == "approved"}  # answered by rsi-loop-approve
+    for e in sorted([*run.human, *run.kept("promoted", "vetoed")], key=lambda e: e.seq):
+        if e.event == "approved":
+            what = {"promote": "approved", "veto": "rejected"}.get(e.detail.get("decision"), "lifted the pause")
+            about = e.detail.get("nominee") or f"generation {e.generation}"
+            out.append((e, str(e.detail.get("by", "?")), what, str(about), str(e.detail.get("reason", ""))))
+        elif e.event in ("promoted", "vetoed") and e.successor not in carried:
+            for r in e.reasons:
+                if r.startswith("human: ") and " by " in r:  # "human: approved by Ada: why"
+                    verdict, rest = r[len("human: "):].split(" by ", 1)
+                    who, _, why = rest.partition(": ")
+                    out.append((e, who, verdict, str(e.successor), why))
+    return out

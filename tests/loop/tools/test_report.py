@@ -183,7 +183,7 @@ def test_paused_approved_resumed_run_does_not_double_count(tmp_path: Path) -> No
     assert "6 events of attempts abandoned before a resume are not counted." in text
     assert "- generation 2: **approved** — approved by alice: checked the probes" in text
     assert "- generation 3: **resumed** — restarted generation 3, discarded 6 events" in text
-    human = text.split("## Human decisions")[1].split("## Quarantined")[0]
+    human = text.split("## Pauses and resumes")[1].split("## Quarantined")[0]
     assert human.index("**paused**") < human.index("**approved**") < human.index("**resumed**")
     assert "- generation 3, candidate 3.1: diverged: loss 1e9" in text
 
@@ -281,13 +281,19 @@ def test_gate_timeline_and_lineage_name_what_stopped_each_nominee(tmp_path: Path
                           "p=0.002): regresses",
                           "ood/auroc: AUROC 0.870 vs incumbent 0.830 (tolerance 0.06, p=1): ok"],
                      extra={"gap/incumbent": 0.02, "truth/regret": 0.0, "gap/selection": 0.2})
+    jump = "tripwire: capability jump +0.140 in one generation (limit 0.1)"
     inc = generation(ledger, 3, inc, (0.85, 0.83), [("k3cccccc33333333", 0.99, 0.84)], "paused",
-                     why=["tripwire: capability jump +0.140 in one generation (limit 0.1)",
-                          "the loop pauses until a person approves; the nominee is not promoted"],
+                     why=[jump, "the loop pauses until a person decides; the nominee is not promoted"],
                      extra={"gap/incumbent": 0.02, "truth/regret": 0.01})
-    ledger.append("approved", 3, reasons=["approved by bob: fine"], detail={"by": "bob", "reason": "fine"})
+    # a person approves what the pause held; the resumed run promotes it and finishes generation 3 again
+    ledger.append("approved", 3, successor="k3cccccc33333333", parent=inc, reasons=["approved by bob: fine"],
+                  detail={"by": "bob", "reason": "fine", "decision": "promote", "nominee": "k3cccccc33333333"})
     ledger.append("resumed", 4, detail={"restarted_generation": 4, "discarded_events": 0})
-    inc = generation(ledger, 4, inc, (0.85, 0.83), [("k4dddddd44444444", 0.90, 0.88)], "promoted",
+    ledger.append("promoted", 3, successor="k3cccccc33333333", parent=inc, reasons=[jump, "human: approved by bob: fine"])
+    ledger.append("generation_finished", 3, successor="k3cccccc33333333",
+                  metrics={"incumbent/proxy": 0.99, "incumbent/truth": 0.84, "gap/incumbent": 0.15,
+                           "truth/regret": 0.0}, detail={"decision": "promoted"})
+    inc = generation(ledger, 4, "k3cccccc33333333", (0.99, 0.84), [("k4dddddd44444444", 0.90, 0.88)], "promoted",
                      extra={"gap/incumbent": 0.02, "truth/regret": 0.0})
     text = check_outputs(tmp_path)
     assert (tmp_path / "plots" / "lineage.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
@@ -297,16 +303,18 @@ def test_gate_timeline_and_lineage_name_what_stopped_each_nominee(tmp_path: Path
     assert table_row(text, 1, "Gate timeline") == "| 1 | promoted | `k1aaaaaa` | 0.8500 | 0.8300 | 0.7800 | — |"
     assert table_row(text, 2, "Gate timeline") == ("| 2 | vetoed | `k2bbbbbb` | 0.9500 | 0.7000 | 0.8300 | "
                                                    "calibration, shortcut |")
-    assert table_row(text, 3, "Gate timeline").endswith("| paused | `k3cccccc` | 0.9900 | 0.8400 | 0.8300 | "
-                                                        "tripwire capability jump |")
+    assert table_row(text, 3, "Gate timeline").endswith("| promoted | `k3cccccc` | 0.9900 | 0.8400 | 0.8300 | "
+                                                        "paused by tripwire capability jump, then approved by a "
+                                                        "person |")
     assert table_row(text, 2, "Proxy vs truth") == "| 2 | 0.8500 | 0.8300 | +0.0200 | +0.2000 | — | 0.0000 |"
     assert "the incumbent's proxy changed by +0.1000 and its truth by +0.1000" in text
     assert section(text, "Lineage").split("```")[1].strip("\n").splitlines() == [
         "base0000  gen 0  truth 0.7800  baseline",
         "└─ k1aaaaaa  gen 1  truth 0.8300  promoted",
         "   ├─ k2bbbbbb  gen 2  truth 0.7000  vetoed by calibration, shortcut",
-        "   ├─ k3cccccc  gen 3  truth 0.8400  paused by tripwire capability jump",
-        "   └─ k4dddddd  gen 4  truth 0.8800  promoted"]
+        "   └─ k3cccccc  gen 3  truth 0.8400  promoted",
+        "      └─ k4dddddd  gen 4  truth 0.8800  promoted"]
+    assert "| 3 | bob | approved | `k3cccccc` | fine |" in section(text, "Human decisions")
     decisions = section(text, "Gate decisions")  # passing tests fold away, what decided stays in sight
     assert "  - calibration/ece: ECE 0.231 vs incumbent 0.106 (tolerance 0.03, p=0.001): regresses" in decisions
     assert "  <details><summary>1 tests within tolerance</summary>" in decisions
