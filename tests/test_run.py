@@ -27,7 +27,9 @@ def test_run_writes_the_contracted_run_directory(finished_run):
         assert (finished_run / "successors" / f"{e.successor}.safetensors").is_file()
         card = json.loads((finished_run / "successors" / f"{e.successor}.json").read_text())
         assert card["id"] == e.successor and card["metrics"]["proxy"] == e.metrics["proxy"]
-    for e in (e for e in events if e.event in ("promoted", "vetoed") and e.generation > 0):
+    gated = [e for e in events if e.event in ("promoted", "vetoed") and e.generation > 0]
+    assert gated, "the tiny run reached the gate at least once"
+    for e in gated:
         probes = {"calibration", "robustness", "ood", "shortcut", "consistency", "fingerprint"}
         assert {f"probe/{p}" for p in probes} <= set(e.metrics), "the gate records every probe it ran"
     assert "## Where the time goes" in (finished_run / "report.md").read_text()
@@ -35,11 +37,37 @@ def test_run_writes_the_contracted_run_directory(finished_run):
     assert verify(finished_run)[0] == []
 
 
-def test_generator_sees_no_truth_and_parents_are_incumbents(finished_run):
-    events = ledger_events(finished_run)
-    incumbent = {e.generation: e.successor for e in events if e.event == "generation_finished"}
-    for e in (e for e in events if e.event == "proposed" and e.generation > 0):
-        assert e.parent == incumbent[e.generation - 1]
+def test_generator_is_handed_the_incumbent_and_proxies_never_truth(tmp_path, monkeypatch):
+    """What `propose` receives, recorded as it is called: the incumbent's genome, and one `Past` per
+    finished generation whose scores are the logged proxies (never the hidden truth), whose
+    decision is the generation's, and whose gate readings name no truth."""
+    from loop.generator.mutation import SelfAdaptive
+    from loop.stages import Genome
+
+    calls, propose = [], SelfAdaptive.propose
+    monkeypatch.setattr(SelfAdaptive, "propose", lambda self, parent, history, n, rng: calls.append(
+        (parent, list(history))) or propose(self, parent, history, n, rng))
+    run_dir = tmp_path / "run"
+    run_loop(run_dir, "generator=self_adaptive")
+    events = ledger_events(run_dir)
+    finished = {e.generation: e for e in events if e.event == "generation_finished"}
+    cards = {sid: json.loads((run_dir / "successors" / f"{sid}.json").read_text()) for sid in
+             {e.successor for e in finished.values()}}
+    assert len(calls) == len(finished) - 1 == 3  # generations 1..3
+    differs = 0
+    for g, (parent, history) in enumerate(calls, start=1):
+        assert parent == Genome.from_dict(cards[finished[g - 1].successor]["genome"])
+        assert [p.generation for p in history] == list(range(1, g))
+        for past in history:
+            mine = [e for e in events if e.generation == past.generation]
+            keys = [e.detail["candidate"] for e in mine if e.event == "proposed"]
+            scores = {e.detail["candidate"]: e.metrics for e in mine if e.event == "evaluated"}
+            assert past.proxy == tuple(scores[k]["proxy"] if k in scores else None for k in keys)
+            differs += sum(scores[k]["proxy"] != scores[k]["truth"] for k in keys if k in scores)
+            assert past.decision == finished[past.generation].detail["decision"]
+            assert not any("truth" in key or "regret" in key or key.startswith("gap/") for key in past.gate)
+            assert not any("truth" in reason for reason in past.reasons)
+    assert differs > 0  # proxies and truths differ, so handing over the truth would show
 
 
 def without_time(events):
@@ -201,17 +229,40 @@ def test_every_generation_measures_the_goodhart_gap(finished_run):
 
 
 def test_self_adaptive_generator_genes_are_inherited_through_promotion(tmp_path):
-    run_loop(tmp_path / "r", "generator=self_adaptive", "gate=off")
+    """Each generation's children are what the generator makes from the promoted incumbent's genome,
+    its own generator genes included: replaying `propose` with that genome (same seed, same
+    history) gives them exactly, and replaying it with generation 0's generator genes does not."""
+    import numpy as np
+
+    from conftest import TINY, compose_config
+    from loop.engine import derive_seed
+    from loop.stages import Genome
+    from loop.state import fold
+    from loop.tools.cli import build_stages
+
+    overrides = ["generator=self_adaptive", "gate=off"]
+    run_loop(tmp_path / "r", *overrides)
     events = ledger_events(tmp_path / "r")
-    genome = {e.detail["candidate"]: e.detail["genome"] for e in events if e.event == "proposed"}
-    candidate = {e.successor: e.detail["candidate"] for e in events if e.event == "trained"}
+    generator = build_stages(compose_config(*TINY, *overrides)).generator
+    seed, initial = events[0].detail["seed"], generator.space.initial.generator
     promoted = [e for e in events if e.event == "promoted" and e.generation > 0]
     assert promoted, "gate=off promotes every nominee"
-    for e in promoted:  # the next generation's children start from the promoted generator genes
-        own = genome[candidate[e.successor]]["generator"]
-        assert own != {"rate": 0.3, "scale": 0.4}
-        children = [genome[k]["generator"] for k in genome if k.startswith(f"{e.generation + 1}.")]
-        assert all(c != own for c in children)  # ... and mutate them again
+    cards = {e.successor: e.detail["candidate"] for e in events if e.event == "trained"}
+    proposed = {e.detail["candidate"]: Genome.from_dict(e.detail["genome"]) for e in events if e.event == "proposed"}
+    for e in promoted[:-1]:  # the last promotion has no next generation
+        g = e.generation + 1
+        parent = proposed[cards[e.successor]]
+        assert parent.generator != initial  # its generator genes moved away from generation 0's
+        before = fold([x for x in events if x.seq <= next(f.seq for f in events if f.event == "generation_finished"
+                                                           and f.generation == e.generation)])
+        children = [genome for key, genome in proposed.items() if key.startswith(f"{g}.")]
+
+        def replay(genome: Genome) -> list[Genome]:
+            rng = np.random.default_rng(derive_seed(seed, g, "generator"))
+            return generator.propose(genome, before.history, len(children), rng)
+
+        assert replay(parent) == children
+        assert replay(Genome(parent.family, parent.arch, parent.recipe, dict(initial))) != children
 
 
 @pytest.mark.parametrize("fallbacks", [0, 2])

@@ -234,5 +234,5 @@ def test_scenario_runs_and_the_ledger_measures_the_gap(tmp_path, scenario):
         assert e.metrics["truth/regret"] >= 0
     assert "spearman/proxy_truth" in finished[-1].metrics
     gated = [e for e in events if e.event in ("promoted", "vetoed", "paused") and e.generation > 0]
-    if scenario == "exploitable" and gated:
-        assert all("probe/validity/answered" in e.metrics for e in gated)
+    if scenario == "exploitable":
+        assert gated and all("probe/validity/answered" in e.metrics for e in gated)

@@ -85,14 +85,26 @@ def test_a_good_model_reads_as_good(base_readouts):
     assert abs(value["fingerprint/jitter_gap"]) < 0.01
 
 
-def test_items_recompute_the_value(base_readouts):
+def test_items_are_per_item_evidence_and_values_match_an_independent_computation(lab, base_readouts):
+    """The gate compares items, so they must be one row per item; and the values they give must be
+    what a direct computation on the same split gives (not the readout's own formula again)."""
+    task, models = lab
     for r in base_readouts.values():
         if r.kind == "accuracy":
             assert r.items.ndim == 1 and set(np.unique(r.items)) <= {0.0, 1.0}, r.metric
-            assert r.value == pytest.approx(r.items.mean(), abs=1e-12)
         else:
             assert r.kind == "statistic" and r.items.ndim == 2, r.metric
-            assert r.statistic(r.items) == r.value, r.metric
+    probe = task.splits["probe"]
+    with torch.no_grad():
+        log_probs = torch.log_softmax(models[0](probe.x).double(), dim=1)
+    nll = float(-log_probs[torch.arange(len(probe)), probe.y].mean())
+    assert base_readouts["calibration/nll"].value == pytest.approx(nll, abs=1e-5)
+    assert len(base_readouts["calibration/nll"].items) == len(probe)
+    confidence, predicted = log_probs.exp().max(dim=1)
+    bins = torch.clamp((confidence * 15).ceil().long() - 1, 0, 14)  # 15 equal-width bins, (lo, hi]
+    correct = (predicted == probe.y).double()
+    ece = sum(abs(float((correct[bins == b] - confidence[bins == b]).sum())) for b in range(15)) / len(probe)
+    assert base_readouts["calibration/ece"].value == pytest.approx(ece, abs=1e-6)
 
 
 def test_statistics_survive_resamples_even_lopsided_ones(base_readouts):

@@ -177,9 +177,12 @@ def test_tiny_loop(tmp_path, objective, family, gate, probes):
     events = check_finished(tmp_path / "run", family)
     started = events[0]
     assert f"objective {objective}" in started.reasons[0]
-    for e in events:
-        if e.event in ("promoted", "vetoed", "paused") and e.generation > 0:  # the gate ran: its probes only
-            assert {k.split("/")[1] for k in e.metrics if k.startswith("probe/")} == probes
+    gated = [e for e in events if e.event in ("promoted", "vetoed", "paused") and e.generation > 0]
+    # margin 0: some nominee reaches the gate, except a 20-step transformer on (a + b) mod p, which stays
+    # at chance (tests/loop/objective/test_objectives.py reviews a token nominee with this gate directly)
+    assert gated or (objective, family) == ("modular_arithmetic", "transformer")
+    for e in gated:  # the gate ran: its probes only
+        assert {k.split("/")[1] for k in e.metrics if k.startswith("probe/")} == probes
 
 
 @pytest.mark.parametrize("overrides,names", [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import assert_matches_serial
 from loop.execution.batched import Batched, population_key
 from loop.execution.serial import Serial
 from loop.objective.tasks import Digits
@@ -35,11 +36,8 @@ def test_batched_matches_serial_losses_model_for_model(train_view, optimizer):
     candidates = population(optimizer)
     serial = Serial().train(candidates, train_view, SHAPE)
     batched = Batched().train(candidates, train_view, SHAPE)
-    for s, b in zip(serial, batched):
-        assert isinstance(s, Successor) and isinstance(b, Successor)
-        assert b.candidate is s.candidate and b.train["steps"] == s.train["steps"]
-        # the stated tolerance: float rounding only (typically 1e-7; Adam can amplify it a little)
-        assert b.train["train_loss"] == pytest.approx(s.train["train_loss"], abs=1e-3, rel=0.02)
+    for s, b in zip(serial, batched, strict=True):
+        assert_matches_serial(s, b)
 
 
 def test_dropout_trains_in_the_population_too(train_view):
@@ -64,9 +62,8 @@ def test_mixed_shapes_share_one_population_and_match_serial(train_view):
     results = Batched().train(mixed, train_view, SHAPE)
     assert [r.candidate.key for r in results] == [c.key for c in mixed]
     serial = Serial().train(mixed, train_view, SHAPE)
-    for s, b in zip(serial, results):
-        assert b.train["parameters"] == s.train["parameters"]  # padding never reaches the model
-        assert b.train["train_loss"] == pytest.approx(s.train["train_loss"], abs=1e-3, rel=0.02)
+    for s, b in zip(serial, results, strict=True):
+        assert_matches_serial(s, b)
 
 
 def test_padding_and_skipped_layers_leave_each_model_as_if_alone(train_view):
@@ -85,8 +82,8 @@ def test_chunks_hold_similar_sizes_and_order_is_kept(train_view):
     results = Batched(chunk=3).train(mixed, train_view, SHAPE)
     assert [r.candidate.key for r in results] == [c.key for c in mixed]
     serial = Serial().train(mixed, train_view, SHAPE)
-    for s, b in zip(serial, results):
-        assert b.train["train_loss"] == pytest.approx(s.train["train_loss"], abs=1e-3, rel=0.02)
+    for s, b in zip(serial, results, strict=True):
+        assert_matches_serial(s, b)
 
 
 def test_a_diverging_member_is_quarantined_alone(train_view):
@@ -96,8 +93,7 @@ def test_a_diverging_member_is_quarantined_alone(train_view):
     results = Batched().train(candidates, train_view, SHAPE)
     assert isinstance(results[1], Quarantined) and "step" in results[1].reason
     assert all(isinstance(r, Successor) for i, r in enumerate(results) if i != 1)
-    alone = Serial().train([candidates[0]], train_view, SHAPE)[0]
-    assert results[0].train["train_loss"] == pytest.approx(alone.train["train_loss"], abs=1e-3, rel=0.02)
+    assert_matches_serial(Serial().train([candidates[0]], train_view, SHAPE)[0], results[0])
 
 
 def test_a_broken_member_is_quarantined_alone_with_the_reason(train_view):

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
-from conftest import ledger_events, run_loop, synthetic_train_view
+from conftest import assert_matches_serial, ledger_events, run_loop, synthetic_train_view
 
 from loop.execution.batched import Batched
 from loop.checkpoints import weights_of
 from loop.execution.serial import Serial, initial_model, start_model
 from loop.execution.inherit import grow, linears
 from loop.execution.pools import rebuild, to_wire, train_wired
-from loop.stages import Candidate, Genome, Successor, TaskShape
+from loop.stages import Candidate, DataView, Genome, Split, Successor, TaskShape
 
 SHAPE = TaskShape(64, 10, 300, "cpu")
 
@@ -78,6 +80,7 @@ def test_copies_split_their_outgoing_weights_unevenly_so_they_can_diverge():
     head_p, head_c = torch.nn.Linear(2, 3), torch.nn.Linear(5, 3)
     assert grow([parent, head_p], [child, head_c], torch.Generator().manual_seed(0)) is True
     copies = [u for u in range(2, 5) if torch.equal(child.weight[u], child.weight[0])]
+    assert copies  # unit 0 was copied at least once (new units copy old ones)
     for u in copies:  # same incoming weights, different outgoing shares
         assert not torch.allclose(head_c.weight[:, u], head_c.weight[:, 0])
 
@@ -129,14 +132,17 @@ def test_batched_and_pooled_training_inherit_and_distil_as_serial_does():
     parent = trained_parent(small)
     candidates = [child_of(small, parent, genome(depth=1, width=16, activation="relu", distill=d, lr=lr),
                            seed=10 + i, key=f"1.{i}")
-                  for i, (d, lr) in enumerate([(0.0, 0.01), (0.5, 0.003), (1.0, 0.02)])]
+                  for i, (d, lr) in enumerate([(0.0, 0.01), (0.5, 0.003), (0.9, 0.02)])]
+    # Not distill=1.0 here: a child grown from its teacher starts as the teacher's function, so with
+    # the teacher's distribution as its only target its gradient is float rounding alone, which Adam
+    # (scale-free) turns into full-size steps: serial and batched then walk on different noise.
     serial = Serial().train(candidates, data, SHAPE)
     batched = Batched().train(candidates, data, SHAPE)
     pooled = [rebuild(c, train_wired(to_wire(c), data["train"], SHAPE, 60.0), SHAPE) for c in candidates]
     for s, b, p in zip(serial, batched, pooled):
         assert isinstance(s, Successor) and isinstance(b, Successor) and isinstance(p, Successor)
         assert s.inherited == b.inherited == p.inherited == "grown"
-        assert b.train["train_loss"] == pytest.approx(s.train["train_loss"], abs=1e-3, rel=0.02)
+        assert_matches_serial(s, b)
         assert p.id == s.id  # the pools run serial's code on the wire format: bit for bit
 
 
@@ -146,9 +152,10 @@ def test_a_loop_whose_genomes_inherit_records_it(tmp_path):
     trained = [e for e in events if e.event == "trained"]
     assert trained[0].detail["inherited"] == "scratch"  # generation 0 has no parent
     later = [e.detail["inherited"] for e in trained[1:]]
-    assert set(later) <= {"scratch", "copied", "grown", "grown-approx"} and set(later) & {"copied", "grown", "grown-approx"}
-    cards = list((tmp_path / "run" / "successors").glob("*.json"))
-    assert cards and all("inherited" in c.read_text() for c in cards)
+    assert set(later) & {"copied", "grown", "grown-approx"}  # some children really started from the parent
+    for e in trained:  # every checkpoint card says what its trained event says
+        card = json.loads((tmp_path / "run" / "successors" / f"{e.successor}.json").read_text())
+        assert card["inherited"] == e.detail["inherited"]
 
 
 def test_an_autoencoder_trunk_is_label_free_shared_and_stays_frozen():
@@ -163,11 +170,15 @@ def test_an_autoencoder_trunk_is_label_free_shared_and_stays_frozen():
         assert not torch.equal(linears(learned.model)[0].weight, linears(a.model)[0].weight)
     serial, batched = results["serial"][1], results["batched"][1]
     assert torch.allclose(linears(serial.model)[0].weight, linears(batched.model)[0].weight)  # frozen in both
-    assert not torch.allclose(linears(serial.model)[1].weight, linears(batched.model)[1].weight * 0)  # head trained
-    assert batched.train["train_loss"] == pytest.approx(serial.train["train_loss"], abs=1e-3, rel=0.02)
+    untrained = initial_model(Candidate("1.1", trunk, "p", 4), SHAPE)
+    assert not torch.allclose(linears(serial.model)[1].weight, linears(untrained)[1].weight)  # head trained
+    assert_matches_serial(serial, batched)
     # the labels do not enter: the same inputs with other labels give the same trunk
     from loop.execution.prior import autoencoder_trunk
 
     x = data["train"].x
     w1, _ = autoencoder_trunk(x, 16, "relu")
     assert torch.equal(w1, linears(serial.model)[0].weight)
+    shuffled = DataView({"train": Split(x, data["train"].y.flip(0))}, ["train"], "execution")
+    (other,) = Serial().train([Candidate("1.1", trunk, "p", 4)], shuffled, SHAPE)
+    assert torch.equal(linears(other.model)[0].weight, linears(serial.model)[0].weight)

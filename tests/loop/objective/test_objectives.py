@@ -152,8 +152,9 @@ def test_the_token_gate_reviews_token_models():
         return Scored(s, Scores(proxy), proxy)
 
     base, nominee = scored(0, 1e-3), scored(1, 1e-2)
-    decision = stages.gate.review(nominee, base, base, task.view("gate", "probe", "audit", "proxy"), [])
-    assert decision.action in ("promote", "veto", "pause")
+    view = task.view("gate", "probe", "audit", "proxy")
+    assert stages.gate.review(base, base, base, view, []).action == "promote"  # no model regresses on itself
+    decision = stages.gate.review(nominee, base, base, view, [])
     probes = {k.split("/")[1] for k in decision.probes if k.startswith("probe/")}
     assert probes == {"calibration", "consistency", "fingerprint", "validity"}
     assert "probe/calibration/ece" in decision.probes and "probe/consistency/noise_gain" in decision.probes

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, compose_config, run_loop
+from conftest import run_loop
 from loop.tools.cli import verify_main
-from loop.ledger import (GENESIS, Ledger, LedgerError, chain_hash, read, read_anchor, sha256_text,
-                         write_anchor)
+from loop.ledger import GENESIS, Ledger, LedgerError, chain_hash, read, read_anchor, sha256_text
 from loop.tools.verify import configured_anchor, verify
 
 
@@ -32,12 +31,11 @@ class Run:
 def intact(tmp_path_factory) -> Run:
     base = tmp_path_factory.mktemp("verify")
     run_dir, anchor = base / "run", base / "anchors" / "run.json"
-    # once the config has a `ledger` node, the engine itself keeps the anchor
-    overrides = [f"ledger.anchor={anchor}"] if "ledger" in compose_config(*TINY) else []
-    run_loop(run_dir, *overrides)
-    if not anchor.exists():  # the engine does not keep one (yet): anchor the finished ledger as it would
-        last = read(run_dir / "ledger.jsonl")[-1]
-        write_anchor(anchor, run_dir / "ledger.jsonl", last.seq, last.hash)
+    run_loop(run_dir, f"ledger.anchor={anchor}")  # the engine under test keeps the anchor
+    last = read(run_dir / "ledger.jsonl")[-1]
+    kept = read_anchor(anchor)
+    assert (kept["seq"], kept["hash"]) == (last.seq, last.hash)
+    assert kept["ledger"] == str((run_dir / "ledger.jsonl").resolve())
     return Run(run_dir, anchor)
 
 
