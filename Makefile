@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install clean
+.PHONY: run test install clean mutation
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,5 +24,10 @@ run: $(STAMP)  ## run the default experiment (pass overrides with ARGS="evaluato
 test: $(STAMP)  ## run the whole test suite
 	$(BIN)/python -m pytest -q $(ARGS)
 
+mutation: $(STAMP)  ## mutation testing of the core (docs/mutation.md); long: not part of `make test`
+	$(BIN)/python -m pip install --quiet 'mutmut==3.8.1'
+	WANDB_MODE=disabled $(BIN)/mutmut run --max-children 2 > mutants.log 2>&1 || (tail -c 2000 mutants.log; exit 1)
+	$(BIN)/python .ci/mutation_report.py
+
 clean:
-	rm -rf $(VENV) outputs multirun
+	rm -rf $(VENV) outputs multirun mutants mutants.log

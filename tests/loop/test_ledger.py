@@ -302,3 +302,66 @@ def test_detail_must_be_plain_json(tmp_path):
     with pytest.raises(ValueError):
         ledger.append("proposed", 1, detail={"x": math.nan})
     assert len(read(path)) == 1
+
+
+# --- the anchor, branch by branch: which line, and the exact words a person reads -------------
+
+
+def test_anchor_mismatch_names_the_line_and_the_problem_of_each_case():
+    from loop.ledger import anchor_mismatch
+
+    hashes = [f"{i:064x}" for i in range(5)]
+    assert anchor_mismatch(hashes, {"seq": 4, "hash": hashes[4]}) is None  # ends where the anchor says
+
+    cut = anchor_mismatch(hashes[:2], {"seq": 4, "hash": hashes[4]})
+    assert cut.line == 3 and str(cut) == ("ledger.jsonl was truncated: the anchor records line 5 (seq 4) but the "
+                                          "ledger ends at line 2")
+    empty = anchor_mismatch([], {"seq": 0, "hash": hashes[0]})
+    assert empty.line == 1 and str(empty).endswith("the anchor records line 1 (seq 0) but the ledger is empty")
+
+    recomputed = anchor_mismatch(hashes, {"seq": 2, "hash": "f" * 64})
+    assert recomputed.line == 3
+    assert str(recomputed) == "ledger.jsonl line 3: hash differs from the anchor (the chain was recomputed)"
+
+    one = anchor_mismatch(hashes, {"seq": 3, "hash": hashes[3]})  # one line past the anchor: maybe a crash
+    assert one.line == 5 and str(one) == (
+        "ledger.jsonl line 5: not covered by the anchor, which ends at line 4 (seq 3): 1 line(s) were appended "
+        "without updating the anchor (or a crash fell between writing that line and the anchor: resuming the "
+        "run re-anchors it)")
+    two = anchor_mismatch(hashes, {"seq": 2, "hash": hashes[2]})
+    assert two.line == 4 and str(two) == ("ledger.jsonl line 4: not covered by the anchor, which ends at line 3 "
+                                          "(seq 2): 2 line(s) were appended without updating the anchor")
+
+
+@pytest.mark.parametrize("content,expected", [
+    (None, "does not exist"),
+    ("{not json", "cannot be read (Expecting property name"),
+    ('{"ledger": "/x", "seq": 1}', 'is not a ledger anchor (expected {"ledger": path, "seq": n, "hash": sha256}, '
+                                   "got {'ledger': '/x', 'seq': 1})"),
+    ('{"ledger": "/x", "seq": true, "hash": "' + "a" * 64 + '"}', "is not a ledger anchor"),
+    ('{"ledger": "/x", "seq": -1, "hash": "' + "a" * 64 + '"}', "is not a ledger anchor"),
+    ('{"ledger": 3, "seq": 1, "hash": "' + "a" * 64 + '"}', "is not a ledger anchor"),
+    ('{"ledger": "/x", "seq": 1, "hash": "' + "a" * 63 + '"}', "is not a ledger anchor"),
+    ('{"ledger": "/x", "seq": 1, "hash": 7}', "is not a ledger anchor"),
+    ("[1, 2]", "is not a ledger anchor"),
+])
+def test_read_anchor_refuses_what_is_not_an_anchor_with_its_reason(tmp_path, content, expected):
+    from loop.ledger import AnchorError, read_anchor
+
+    path = tmp_path / "anchor.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(AnchorError) as err:
+        read_anchor(path)
+    assert str(err.value).startswith(f"anchor {path} ") and expected in str(err.value)
+
+
+def test_read_anchor_shows_at_most_200_characters_of_what_it_found(tmp_path):
+    from loop.ledger import AnchorError, read_anchor
+
+    path = tmp_path / "anchor.json"
+    path.write_text('{"junk": "' + "z" * 500 + '"}')
+    with pytest.raises(AnchorError) as err:
+        read_anchor(path)
+    found = str(err.value).split("got ", 1)[1]
+    assert found == ("{'junk': '" + "z" * 500 + "'}")[:200] + ")"
