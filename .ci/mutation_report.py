@@ -4,9 +4,9 @@ surviving mutant that docs/mutation.md does not list as equivalent.
     python .ci/mutation_report.py            # after `mutmut run`; writes mutants/report.md
     python .ci/mutation_report.py --check    # also exit 1 if a survivor is untriaged
 
-The score counts a mutant as caught when a test failed or timed out on it; equivalent mutants
-(listed with a reason in docs/mutation.md's table) leave the denominator; a mutant that no test
-ran ("no tests") counts as not caught.
+The score is over the mutants run so far: caught when a test failed or timed out on it; equivalent
+mutants (listed with a reason in docs/mutation.md's table) are left out; a mutant that no test
+reaches ("no tests") counts as not caught; mutants not yet run are counted apart.
 """
 
 from __future__ import annotations
@@ -57,16 +57,16 @@ def main() -> int:
     for name, status in found.items():
         if status == "survived" and name in triaged:
             status = "equivalent"
-        elif status in ("survived", "no tests", "not checked", "suspicious"):
+        elif status in ("survived", "no tests", "suspicious"):
             untriaged.append((name, status))
         by_module[module_of(name)][status] += 1
     lines = ["# Mutation testing", "", "| module | mutants | killed | timeout | survived | equivalent | no tests | "
-             "score |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "not yet run | score |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     total = Counter()
     for module, c in sorted(by_module.items()):
         total += c
         lines.append(row(module, c))
-    lines += [row("**all**", total), "", f"{len(untriaged)} untriaged (survived, not checked or not run by any test):", ""]
+    lines += [row("**all**", total), "", f"{len(untriaged)} untriaged (survived, or reached by no test):", ""]
     lines += [f"- `{name}` ({status}): `mutmut show {name}`" for name, status in sorted(untriaged)] or ["_None._"]
     (args.mutants / "report.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[:len(by_module) + 5]))
@@ -75,10 +75,12 @@ def main() -> int:
 
 
 def row(module: str, c: Counter) -> str:
-    caught, counted = c["killed"] + c["timeout"], sum(c.values()) - c["equivalent"] - c["skipped"]
+    """Counts and the score of the mutants run so far (a run can be stopped and continued)."""
+    caught = c["killed"] + c["timeout"]
+    counted = caught + c["survived"] + c["no tests"] + c["suspicious"]
     score = f"{100 * caught / counted:.1f}%" if counted else "—"
     return (f"| {module} | {sum(c.values())} | {c['killed']} | {c['timeout']} | {c['survived']} | {c['equivalent']} | "
-            f"{c['no tests']} | {score} |")
+            f"{c['no tests']} | {c['not checked']} | {score} |")
 
 
 if __name__ == "__main__":

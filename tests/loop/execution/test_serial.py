@@ -184,3 +184,29 @@ def test_threads_are_set_for_training_and_checked(data, execution):
     for bad in (0, 1.5, True, "2"):
         with pytest.raises(ValueError, match="execution.threads must be null"):
             plugin(threads=bad)
+
+
+def test_distillation_loss_mixes_gold_and_teacher_per_row_for_any_leading_shape():
+    """Against a direct computation: (1 - w) x cross-entropy with the label - w x sum(p_teacher x
+    log p_student), over the last axis, for (rows, classes) and (models, rows, classes) alike."""
+    from loop.execution.serial import distillation_loss
+
+    g = torch.Generator().manual_seed(0)
+    for shape in [(6, 4), (3, 5, 4)]:
+        logits = torch.randn(shape, generator=g, dtype=torch.float64)
+        y = torch.randint(0, 4, shape[:-1], generator=g)
+        soft = torch.softmax(torch.randn(shape, generator=g, dtype=torch.float64), -1)
+        log_p = logits - logits.exp().sum(-1, keepdim=True).log()
+        gold = -log_p.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+        for w in (0.0, 0.3, 1.0):
+            expected = (1 - w) * gold - w * (soft * log_p).sum(-1)
+            torch.testing.assert_close(distillation_loss(logits, y, soft, w), expected)
+        torch.testing.assert_close(distillation_loss(logits, y, None, 0.3), gold)  # no teacher: gold only
+
+
+def test_a_quarantine_keeps_its_own_words_and_anything_else_is_named():
+    from loop.execution.serial import Quarantine, quarantine_reason
+
+    assert quarantine_reason(Quarantine("training loss became nan at step 3/40")) == \
+        "training loss became nan at step 3/40"
+    assert quarantine_reason(ValueError("boom")) == "training raised ValueError: boom"

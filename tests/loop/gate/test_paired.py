@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import binomtest
 
 import loop.gate.paired
-from loop.gate.paired import Vectorised, accuracy_regression, bootstrap_regression, holm
+from loop.gate.paired import Comparison, Vectorised, accuracy_regression, bootstrap_regression, holm
 
 
 def test_accuracy_regression_at_zero_tolerance_is_mcnemars_exact_test():
@@ -71,6 +71,18 @@ def test_the_bootstrap_stops_early_only_when_far_from_any_veto():
     calls.clear()
     worse = bootstrap_regression(counted, incumbent + 0.5, incumbent, 0.1, False, rounds=1000, first=100)
     assert worse.p < 0.01 and len(calls) == 2 + 2 * 1000
+
+
+@pytest.mark.parametrize("vectorised", [False, True])
+def test_a_p_exactly_at_clearly_not_is_final_after_the_first_rounds(vectorised):
+    """The stopping rule is p >= clearly_not: with 4 early rounds that all regress beyond the
+    tolerance, p = (1 + 0) / (4 + 1) = 0.2 exactly, and 0.2 stops the test there."""
+    incumbent, nominee = np.ones((20, 1)), np.zeros((20, 1))  # every resample regresses by exactly 1
+    statistic = Vectorised(mean_of_first_column, means_of_first_column) if vectorised else mean_of_first_column
+    early = bootstrap_regression(statistic, nominee, incumbent, 0.5, True, rounds=10, first=4, clearly_not=0.2)
+    assert early == Comparison(1.0, 0.2)
+    later = bootstrap_regression(statistic, nominee, incumbent, 0.5, True, rounds=10, first=4, clearly_not=0.21)
+    assert later == Comparison(1.0, 1 / 11)  # p = 0.2 < 0.21: all 10 rounds
 
 
 def means_of_first_column(stack: np.ndarray) -> np.ndarray:

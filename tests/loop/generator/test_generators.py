@@ -290,3 +290,32 @@ def test_generator_runs_a_real_loop_and_resumes_identically(tmp_path, generator,
     state, _ = run_loop(cut, *overrides, resume=True)
     assert state.finished and [e.event for e in ledger_events(cut)].count("resumed") == 1
     assert counted(cut) == counted(reference)  # the same proposals, scores and decisions
+
+
+@pytest.mark.parametrize("pool,ok", [(1, True), (4, True), (0, False), (True, False), (1.5, False), (-2, False)])
+def test_crossover_pool_must_be_a_whole_number_of_mates(space, pool, ok):
+    if ok:
+        Crossover(space, pool=pool)
+    else:
+        with pytest.raises(ValueError, match=f"generator.pool must be a whole number >= 1, got {pool!r}"):
+            Crossover(space, pool=pool)
+
+
+@pytest.mark.parametrize("plugin,name", [(Crossover, "crossover"), (Bandit, "bandit"), (SelfAdaptive, "self_adaptive")])
+def test_a_self_adaptive_generator_names_itself_when_its_genes_are_missing(plugin, name):
+    spec = mlp_spec()
+    spec["init"]["generator"], spec["space"]["generator"] = {}, {}
+    with pytest.raises(ValueError, match=rf"^generator={name} needs the generator genes \['rate', 'scale'\]"):
+        plugin(SuccessorSpace(**spec))
+
+
+def test_crossover_mates_only_with_the_pool_of_best_past_genomes(space):
+    """pool=1: every child's genes come from the incumbent or the single best past genome, never
+    from the second best."""
+    parent = space.initial
+    best = parent.replace(arch={"width": 60}, recipe={"steps": 400})
+    second = parent.replace(arch={"width": 7}, recipe={"steps": 33})
+    history = [Past(1, (second, best), (0.8, 0.9), "promoted", ())]
+    children = Crossover(space, pool=1, tau=1e-9).propose(parent, history, 12, np.random.default_rng(0))
+    widths = {c.arch["width"] for c in children}
+    assert widths & {60} and not widths & {7}

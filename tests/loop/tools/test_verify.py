@@ -189,6 +189,8 @@ def test_the_anchor_defaults_to_the_runs_ledger_anchor(tmp_path):
     assert configured_anchor(tmp_path) == Path("/elsewhere/a.json")
     (tmp_path / ".hydra" / "config.yaml").write_text("seed: 0\nledger:\n  anchor: null\n")
     assert configured_anchor(tmp_path) is None
+    (tmp_path / ".hydra" / "config.yaml").write_text("seed: 0\nledger:\n  anchor: ''\n")
+    assert configured_anchor(tmp_path) is None  # an empty path is no anchor, not the current folder
     (tmp_path / ".hydra" / "config.yaml").write_text("seed: 0\n")
     assert configured_anchor(tmp_path) is None
 
