@@ -54,6 +54,8 @@ def test_generator_is_handed_the_incumbent_and_proxies_never_truth(tmp_path, mon
     cards = {sid: json.loads((run_dir / "successors" / f"{sid}.json").read_text()) for sid in
              {e.successor for e in finished.values()}}
     assert len(calls) == len(finished) - 1 == 3  # generations 1..3
+    for e in (e for e in events if e.event in ("proposed", "trained") and e.generation > 0):
+        assert e.parent == finished[e.generation - 1].successor  # built from the incumbent, not another
     differs = 0
     for g, (parent, history) in enumerate(calls, start=1):
         assert parent == Genome.from_dict(cards[finished[g - 1].successor]["genome"])
@@ -68,6 +70,35 @@ def test_generator_is_handed_the_incumbent_and_proxies_never_truth(tmp_path, mon
             assert not any("truth" in key or "regret" in key or key.startswith("gap/") for key in past.gate)
             assert not any("truth" in reason for reason in past.reasons)
     assert differs > 0  # proxies and truths differ, so handing over the truth would show
+
+
+def test_each_stage_is_handed_exactly_its_own_splits(tmp_path, monkeypatch):
+    """What execution, the evaluator, the truth evaluator and the gate are handed, recorded as they
+    are called: the very splits hashed into run_started, under their own names, and no other."""
+    from evaluators.accuracy import Accuracy
+    from loop.execution.batched import Batched
+    from loop.gate.gates import Probes
+    from loop.objective.tasks import split_hash
+
+    seen = []
+
+    def spy(cls, method):
+        original = getattr(cls, method)
+
+        def recording(self, *args):
+            data = next(a for a in args if type(a).__name__ == "DataView")
+            seen.append((data.stage, {name: split_hash(split) for name, split in data._splits.items()}))
+            return original(self, *args)
+        monkeypatch.setattr(cls, method, recording)
+
+    spy(Batched, "train"), spy(Accuracy, "evaluate"), spy(Probes, "review")
+    run_loop(tmp_path / "run", "execution=batched", "evaluator=accuracy", "gate=probes")
+    recorded = ledger_events(tmp_path / "run")[0].detail["hashes"]
+    expected = {"execution": {"train"}, "evaluator": {"proxy"}, "truth": {"truth"}, "gate": {"probe", "audit", "proxy"}}
+    assert {stage for stage, _ in seen} == set(expected)
+    for stage, handed in seen:
+        assert set(handed) == expected[stage], stage
+        assert all(digest == recorded[f"data/{name}"] for name, digest in handed.items()), stage
 
 
 def without_time(events):

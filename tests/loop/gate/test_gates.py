@@ -144,8 +144,8 @@ NO_WIRES = Tripwires(audit_gap=0, capability_jump=0, vetoes_in_a_row=0)
 
 def probes_gate(**kwargs) -> Probes:
     kwargs.setdefault("tripwires", NO_WIRES)
-    return Probes(probes=[FakeProbe("noise"), FakeProbe("calibration", "statistic", 0.02)],
-                  bootstrap_rounds=300, **kwargs)
+    kwargs.setdefault("bootstrap_rounds", 300)
+    return Probes(probes=[FakeProbe("noise"), FakeProbe("calibration", "statistic", 0.02)], **kwargs)
 
 
 LOSS = RNG.normal(0.3, 0.1, N)
@@ -377,3 +377,23 @@ def test_a_probe_veto_reaches_no_person(monkeypatch):
     gate = Human(checks=Checks(action="veto"), interactive=True)
     decision = review(gate)
     assert decision.action == "veto" and decision.reasons == ("noise/acc: 0.900 vs incumbent 0.900: ok",)
+
+
+def test_alpha_sets_how_sure_a_veto_must_be():
+    """The same borderline regression: vetoed at alpha 0.05, promoted when alpha asks for more
+    certainty than its p-value gives (Holm over the 4 tests of a review)."""
+    nominee = scored("n", 0.9, noise=with_errors(GOOD, 30), calibration=LOSS)  # 10% worse, tolerance 5%
+    incumbent = scored("i", 0.8, noise=GOOD, calibration=LOSS)
+    loose = probes_gate(alpha=0.05).review(nominee, incumbent, incumbent, gate_view(), [])
+    p = loose.probes["probe/noise/acc/p_incumbent"]
+    assert loose.action == "veto" and 1e-9 < p < 0.05 / 4
+    strict = probes_gate(alpha=p * 2).review(nominee, incumbent, incumbent, gate_view(), [])  # p > alpha / 4
+    assert strict.action == "promote"
+
+
+def test_bootstrap_rounds_set_the_p_value_resolution():
+    nominee = scored("n", 0.9, noise=GOOD, calibration=LOSS + 0.1)  # regresses in every resample
+    incumbent = scored("i", 0.8, noise=GOOD, calibration=LOSS)
+    for rounds in (50, 300):
+        decision = probes_gate(bootstrap_rounds=rounds).review(nominee, incumbent, incumbent, gate_view(), [])
+        assert decision.probes["probe/calibration/loss/p_incumbent"] == pytest.approx(1 / (rounds + 1), abs=1e-6)
