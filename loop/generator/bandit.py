@@ -102,7 +102,8 @@ class Bandit:
     def assign(self, tally: Tally, preferences: Sequence[Mapping[str, float]], mates: bool) -> tuple[str, ...]:
         """One operator per child, in order: the highest preference-weighted UCB1 index, an operator
         never tried before first; each pick counts as a pending pull for the next child's choice."""
-        available = [op for op in self.operators if op != "crossover" or mates]
+        # crossover waits for a mate; alone (operators=[crossover]) it goes first without one (apply)
+        available = [op for op in self.operators if op != "crossover" or mates] or list(self.operators)
         pending = dict.fromkeys(self.operators, 0)
         chosen = []
         for prefs in preferences:

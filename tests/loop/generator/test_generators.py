@@ -319,3 +319,50 @@ def test_crossover_mates_only_with_the_pool_of_best_past_genomes(space):
     children = Crossover(space, pool=1, tau=1e-9).propose(parent, history, 12, np.random.default_rng(0))
     widths = {c.arch["width"] for c in children}
     assert widths & {60} and not widths & {7}
+
+
+# --- the bandit's bookkeeping, against a hand computation -------------------------------------
+
+
+def test_tally_means_start_at_a_middle_rank():
+    from loop.generator.bandit import Tally
+
+    tally = Tally({"all": 2, "arch": 0}, {"all": 1.5, "arch": 0.0})
+    assert tally.mean("all") == 0.75 and tally.mean("arch") == 0.5
+
+
+def test_bandit_replays_ucb1_as_worked_out_by_hand(space):
+    """Three operators, exploration 0.5, no preference genes (each weighs 1).
+    Generation 1 (nothing tried): all, arch, lr in order (untried first, ties to the first); proxies
+    0.9, 0.5, 0.7 give ranks 1, 0, 0.5. Generation 2, total pulls 3 + pending picks:
+    child 1: all 1 + 0.5 sqrt(ln 3) = 1.524 > lr 0.5 + 0.524 > arch 0.524 -> all;
+    child 2: all 1 + 0.5 sqrt(ln 4 / 2) = 1.416 > lr 0.5 + 0.589 = 1.089 -> all;
+    child 3: all 1 + 0.5 sqrt(ln 5 / 3) = 1.367 > lr 0.5 + 0.634 = 1.134 -> all.
+    Its proxies 0.6, 0.8, 0.7 give ranks 0, 1, 0.5, all three to `all`."""
+    bandit = Bandit(space, operators=("all", "arch", "lr"), exploration=0.5)
+    g = space.initial
+    history = [Past(1, (g, g, g), (0.9, 0.5, 0.7), "promoted", ()), Past(2, (g, g, g), (0.6, 0.8, 0.7), "none", ())]
+    operators, tally = bandit.replay(history)
+    assert operators == [("all", "arch", "lr"), ("all", "all", "all")]
+    assert tally.pulls == {"all": 4, "arch": 1, "lr": 1}
+    assert tally.reward == pytest.approx({"all": 1.0 + 0.0 + 1.0 + 0.5, "arch": 0.0, "lr": 0.5})
+    assert bandit.preferences(g) == {"all": 1.0, "arch": 1.0, "lr": 1.0}
+
+
+def test_a_lone_child_teaches_the_bandit_nothing(space):
+    bandit = Bandit(space)
+    g = space.initial
+    operators, tally = bandit.replay([Past(1, (g,), (0.9,), "promoted", ())])
+    assert operators == [("all",)] and sum(tally.pulls.values()) == 0 and sum(tally.reward.values()) == 0
+
+
+def test_the_bandit_crossover_operator_recombines_with_past_genomes(space):
+    parent = space.initial
+    mate = parent.replace(arch={"width": 60}, recipe={"steps": 400})
+    history = [Past(1, (mate,), (0.9,), "promoted", ())]
+    bandit = Bandit(space, operators=("crossover",), tau=1e-9)
+    first = bandit.propose(parent, [], 4, np.random.default_rng(0))  # no mate yet: mutates everything
+    assert all(c != parent for c in first)
+    children = bandit.propose(parent, history, 12, np.random.default_rng(0))
+    assert any(c.arch["width"] == 60 or c.recipe["steps"] == 400 for c in children)
+    assert bandit.replay(history + [Past(2, tuple(children), (0.5,) * 12, "none", ())])[0][1] == ("crossover",) * 12
