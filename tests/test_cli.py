@@ -225,39 +225,6 @@ def test_a_person_approves_or_rejects_what_gate_human_paused_on(tmp_path):
     assert cli("rsi-loop-verify", str(run_dir)).returncode == 0
 
 
-def decisions_aside(run_dir: Path) -> list[dict]:
-    """The ledger without the events that record how a person's decision arrived (the pause, the
-    approval, the resume, the paused generation's first finish) and without times and timings."""
-    kept = []
-    for line in (run_dir / "ledger.jsonl").read_text().splitlines():
-        r = json.loads(line)
-        if r["event"] in ("paused", "approved", "resumed") or r.get("detail", {}).get("decision") == "paused":
-            continue
-        r.get("detail", {}).pop("seconds", None)
-        kept.append({k: v for k, v in r.items() if k not in ("seq", "time", "prev", "hash")})
-    return kept
-
-
-def test_approving_through_the_cli_ends_as_approving_through_an_approval_file(tmp_path):
-    from loop.tools.cli import approve_main
-
-    answers = tmp_path / "answers.json"  # absent while the first run pauses: every promotion waits
-    human = ["gate=human", f"gate.approval_file={answers}", "gate.interactive=false"]
-    by_cli = tmp_path / "cli"
-    state, _ = run_loop(by_cli, *human)
-    approved = []
-    while state.paused:
-        approved.append(state.pause.successor)
-        approve_main([str(by_cli), "--by", "Ana", "--reason", "checked"])
-        state, _ = run_loop(by_cli, *human, resume=True)
-    assert len(approved) >= 2 and state.finished
-    answers.write_text(json.dumps({sid: {"approve": True, "by": "Ana", "reason": "checked"} for sid in approved}))
-    by_file = tmp_path / "file"
-    state, _ = run_loop(by_file, *human)
-    assert state.finished
-    assert decisions_aside(by_cli) == decisions_aside(by_file)
-
-
 def test_reject_is_refused_where_the_pause_holds_no_nominee(tmp_path, capsys):
     from loop.ledger import Ledger
     from loop.tools.cli import approve_main

@@ -101,6 +101,60 @@ def test_each_stage_is_handed_exactly_its_own_splits(tmp_path, monkeypatch):
         assert all(digest == recorded[f"data/{name}"] for name, digest in handed.items()), stage
 
 
+def decisions_aside(run_dir) -> list[dict]:
+    """The ledger without the events that record how a person's decision arrived (the pause, the
+    approval, the resume, the paused generation's first finish) and without times and timings."""
+    kept = []
+    for line in (run_dir / "ledger.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if r["event"] in ("paused", "approved", "resumed") or r.get("detail", {}).get("decision") == "paused":
+            continue
+        r.get("detail", {}).pop("seconds", None)
+        kept.append({k: v for k, v in r.items() if k not in ("seq", "time", "prev", "hash")})
+    return kept
+
+
+def test_approving_through_the_cli_ends_as_approving_through_an_approval_file(tmp_path):
+    from loop.tools.cli import approve_main
+
+    answers = tmp_path / "answers.json"  # absent while the first run pauses: every promotion waits
+    human = ["gate=human", f"gate.approval_file={answers}", "gate.interactive=false"]
+    by_cli = tmp_path / "cli"
+    state, _ = run_loop(by_cli, *human)
+    approved = []
+    while state.paused:
+        approved.append(state.pause.successor)
+        approve_main([str(by_cli), "--by", "Ana", "--reason", "checked"])
+        state, _ = run_loop(by_cli, *human, resume=True)
+    assert len(approved) >= 2 and state.finished
+    answers.write_text(json.dumps({sid: {"approve": True, "by": "Ana", "reason": "checked"} for sid in approved}))
+    by_file = tmp_path / "file"
+    state, _ = run_loop(by_file, *human)
+    assert state.finished
+    assert decisions_aside(by_cli) == decisions_aside(by_file)
+
+
+def test_a_rejected_nominee_is_vetoed_and_its_generation_finished_from_the_incumbent(tmp_path):
+    from loop.tools.cli import approve_main
+
+    run_dir = tmp_path / "run"
+    human = ["gate=human", "gate.interactive=false"]
+    state, _ = run_loop(run_dir, *human)
+    pause = state.pause
+    approve_main([str(run_dir), "--by", "Ana", "--reason", "too good", "--reject"])
+    run_loop(run_dir, *human, resume=True)
+    events = ledger_events(run_dir)
+    vetoed = next(e for e in events if e.event == "vetoed" and e.generation == pause.generation)
+    assert (vetoed.successor, vetoed.parent) == (pause.successor, pause.parent)
+    assert vetoed.metrics == pause.metrics and vetoed.reasons == (*pause.detail["if_approved"],
+                                                                 "human: vetoed by Ana: too good")
+    first, second = [e for e in events if e.event == "generation_finished" and e.generation == pause.generation]
+    assert second.successor == pause.parent and second.detail["decision"] == "vetoed"
+    assert {k: second.metrics[k] for k in ("trained", "quarantined", "best/proxy", "best/truth")} == \
+        {k: first.metrics[k] for k in ("trained", "quarantined", "best/proxy", "best/truth")}
+    assert second.metrics["gap/selection"] == first.metrics["gap/selection"]  # measured for the same nominee
+
+
 def without_time(events):
     """Everything but wall-clock readings: `time`, and the stage timings of generation_finished."""
     return [(e.seq, e.generation, e.event, e.successor, e.parent, dict(e.metrics), e.reasons,
