@@ -5,7 +5,9 @@
     rsi-loop-report <run_dir>              rebuild report.md and plots/ from the ledger alone
     rsi-loop-report <multirun_dir>         ... for every run of a sweep, plus one comparing them
     rsi-loop-verify <run_dir>              check ledger chain, checkpoints and recorded hashes
-    rsi-loop-approve <run_dir> --by NAME --reason TEXT   lift a pause
+    rsi-loop-approve <run_dir> --by NAME --reason TEXT [--reject]   decide what a pause asked about
+
+Ctrl-C (SIGINT) and SIGTERM stop a run cleanly: one line, exit 130 or 143, resume continues it.
 
 torch and wandb are imported only by the commands that need them.
 """
