@@ -77,3 +77,14 @@ def test_weak_to_strong_must_be_a_boolean(tmp_path):
 
     with pytest.raises(ConfigError, match="weak_to_strong must be true or false"):
         build_stages(compose_config("weak_to_strong=sometimes"))
+
+
+def test_a_generation_without_students_says_so_and_measures_nothing(tmp_path):
+    """weak_to_strong=true, but every candidate learns from gold labels only (distill 0): no
+    student, so no PGR and no ceiling twin; each generation's reasons say why."""
+    run_loop(tmp_path / "run", "weak_to_strong=true", "successor.space.recipe.distill.high=0.0", "gate=off")
+    finished = [e for e in ledger_events(tmp_path / "run") if e.event == "generation_finished"][1:]
+    assert finished
+    for e in finished:
+        assert not any(k.startswith("w2s/") for k in e.metrics)
+        assert "weak-to-strong: no candidate of this generation learned from the teacher" in e.reasons
