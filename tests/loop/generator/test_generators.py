@@ -3,9 +3,11 @@ crossover with past genomes, and the operator bandit; each also in a real tiny l
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import numpy as np
+
 import pytest
 from omegaconf import OmegaConf
 
@@ -366,3 +368,62 @@ def test_the_bandit_crossover_operator_recombines_with_past_genomes(space):
     children = bandit.propose(parent, history, 12, np.random.default_rng(0))
     assert any(c.arch["width"] == 60 or c.recipe["steps"] == 400 for c in children)
     assert bandit.replay(history + [Past(2, tuple(children), (0.5,) * 12, "none", ())])[0][1] == ("crossover",) * 12
+
+
+def test_sibling_ranks_of_a_lone_or_quarantined_child():
+    assert sibling_ranks([0.5]) == [0.0]  # ranks against nobody
+    assert sibling_ranks([None, 0.3, 0.3]) == [0.0, 0.75, 0.75]  # a quarantined child beats no one
+
+
+@pytest.mark.parametrize("part", ["arch", "recipe"])
+def test_an_arch_or_recipe_operator_mutates_that_part_only(space, part):
+    kids = Bandit(space, operators=(part,)).propose(space.initial, [], 12, np.random.default_rng(0))
+    for kid in kids:
+        moved = changed(space.initial, kid)
+        assert moved and {p for p, _ in moved} == {part}
+
+
+def test_replaying_the_history_gives_back_the_operators_propose_applied(space, monkeypatch):
+    """The bandit keeps no state: the operators it applies are the ones a replay of the history
+    (with the new generation appended) recovers, crossover included once a mate exists."""
+    bandit = Bandit(space, operators=("all", "arch", "crossover"))
+    applied, apply = [], Bandit.apply
+    monkeypatch.setattr(Bandit, "apply", lambda self, op, child, mates, rng: applied.append(op) or
+                        apply(self, op, child, mates, rng))
+    history, parent, rng = [], space.initial, np.random.default_rng(3)
+    for g in range(1, 5):
+        start = len(applied)
+        kids = bandit.propose(parent, history, 6, rng)
+        history.append(Past(g, tuple(kids), tuple(float(rng.random()) for _ in kids), "promoted", ()))
+        assert bandit.replay(history)[0][-1] == tuple(applied[start:])
+    assert "crossover" in applied[6:] and "crossover" not in applied[:6]  # mates exist from generation 2 on
+
+
+@pytest.mark.parametrize("setting,message", [
+    (dict(operators=("lr",)), "'lr' has no gene to mutate in this successor space (recipe.lr); leave it out"),
+    (dict(operators=("arch",)), "'arch' has no gene to mutate in this successor space (arch genes); leave it out"),
+    (dict(exploration=True), "generator.exploration must be a number >= 0, got True"),
+    (dict(exploration=-0.1), "generator.exploration must be a number >= 0, got -0.1"),
+    (dict(operators="all"), None),  # one operator named alone is a list of one
+    (dict(exploration=0), None),  # pure exploitation is allowed
+])
+def test_bandit_settings_are_checked_with_what_is_wrong(setting, message):
+    spec = mlp_spec()
+    if "operators" in setting and setting["operators"] in (("lr",), ("arch",)):
+        part, gene = ("recipe", "lr") if setting["operators"] == ("lr",) else ("arch", None)
+        for key in ([gene] if gene else list(spec["space"][part])):
+            spec["space"][part].pop(key), spec["init"][part].pop(key)
+    space = SuccessorSpace(**spec)
+    if message is None:
+        assert Bandit(space, **setting).operators in (("all",), OPERATORS)
+    else:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            Bandit(space, **setting)
+
+
+def test_a_preference_gene_must_be_positive():
+    spec = mlp_spec()
+    spec["space"]["generator"]["prefer_arch"] = {"type": "float", "low": 0.0, "high": 2.0}
+    spec["init"]["generator"]["prefer_arch"] = 1.0
+    with pytest.raises(ValueError, match="prefer_arch must be a positive number gene"):
+        Bandit(SuccessorSpace(**spec))
