@@ -386,3 +386,87 @@ def test_the_config_is_compared_as_the_run_resolved_it(run):
     rows[0]["detail"]["config_sha256"] = sha256_text(canonical(OmegaConf.to_container(config, resolve=True)))
     write_records(run, rehash(rows))
     assert verify(run)[0] == []
+
+
+def reconfigure(run: Path, change) -> None:
+    """Edit the run's .hydra/config.yaml with `change(config)` and record the result at run start,
+    as if the run had been started with it (the chain re-hashed)."""
+    from omegaconf import OmegaConf
+
+    from loop.ledger import canonical
+
+    config = OmegaConf.load(run / ".hydra" / "config.yaml")
+    change(config)
+    OmegaConf.save(config, run / ".hydra" / "config.yaml")
+    resolved = OmegaConf.to_container(config, resolve=True)
+    rows = records(run)
+    rows[0]["detail"]["config_sha256"] = sha256_text(canonical(resolved))
+    rows[0]["detail"]["hashes"]["thresholds"] = sha256_text(canonical(resolved.get("gate", {})))
+    write_records(run, rehash(rows))
+
+
+def test_data_splits_added_or_dropped_since_the_start_are_named(run):
+    rows = records(run)
+    hashes = rows[0]["detail"]["hashes"]
+    hashes.pop("data/probe")
+    hashes["data/extra"] = sha256_text("a split the objective no longer makes")
+    write_records(run, rehash(rows))
+    problems, _ = verify(run)
+    assert problems == [
+        "ledger.jsonl line 1 (run_started): data/extra was recorded at run start but the objective no longer "
+        "has that split",
+        "ledger.jsonl line 1 (run_started): data/probe was not recorded at run start"]
+
+
+def test_a_run_that_recorded_no_data_hashes_is_not_checked_for_data(run):
+    rows = records(run)
+    rows[0]["detail"]["hashes"] = {k: v for k, v in rows[0]["detail"]["hashes"].items() if not k.startswith("data/")}
+    write_records(run, rehash(rows))
+    problems, checked = verify(run)
+    assert problems == [] and "data splits" not in checked
+
+
+def test_an_objective_that_cannot_be_rebuilt_leaves_the_data_unchecked_and_says_why(run):
+    reconfigure(run, lambda c: setattr(c.objective, "_target_", "loop.objective.tasks.Nowhere"))
+    problems, checked = verify(run)
+    assert problems == []
+    assert "data not checked (objective._target_='loop.objective.tasks.Nowhere' cannot be imported (" in checked
+    reconfigure(run, lambda c: (setattr(c.objective, "_target_", "loop.objective.tasks.Digits"),
+                                setattr(c.objective.budget, "generations", -1)))
+    problems, checked = verify(run)
+    assert problems == [] and ("data not checked (objective (loop.objective.tasks.Digits): budget.generations "
+                               "must be a whole number >= 1, got -1)") in checked
+
+
+def test_the_data_of_a_run_written_before_the_move_is_rebuilt_from_the_old_path(run):
+    reconfigure(run, lambda c: setattr(c.objective, "_target_", "loop.objectives.Digits"))
+    problems, checked = verify(run)
+    assert problems == [] and checked.endswith("5 data splits")
+
+
+def test_a_users_own_objective_is_rebuilt_from_its_allowed_module(run, tmp_path, monkeypatch):
+    (tmp_path / "my_objectives.py").write_text("from loop.objective.tasks import Digits\n\n\n"
+                                               "class Mine(Digits):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def mine(c):
+        c.objective._target_, c.allowed_targets = "my_objectives.Mine", ["my_objectives"]
+    reconfigure(run, mine)
+    problems, checked = verify(run)
+    assert problems == [] and checked.endswith("5 data splits")
+
+
+def test_a_plugin_whose_source_is_not_here_is_skipped_and_the_rest_still_checked(run):
+    rows = records(run)
+    rows[0]["detail"]["plugins"]["evaluator"] = "not_installed_here.Evaluator"
+    rows[0]["detail"]["hashes"]["code/truth"] = sha256_text("another truth evaluator")
+    write_records(run, rehash(rows))
+    problems, checked = verify(run)
+    assert "2 code files" in checked  # the gate and the truth evaluator; the evaluator left unchecked
+    assert len(problems) == 1 and "code/truth changed since the run started" in problems[0]
+
+
+def test_a_config_without_a_gate_node_hashes_its_thresholds_as_empty(run):
+    reconfigure(run, lambda c: c.pop("gate"))
+    problems, checked = verify(run)
+    assert not any("thresholds" in p for p in problems) and "thresholds" in checked
