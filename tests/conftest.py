@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 os.environ["WANDB_MODE"] = "disabled"  # before anything imports wandb
+pytest.register_assert_rewrite("tampering")  # the verify tests' shared fixtures (tests/loop/tools/tampering.py)
 os.environ.setdefault("HYDRA_FULL_ERROR", "0")
 
 ROOT = Path(__file__).resolve().parent.parent
