@@ -376,3 +376,27 @@ def test_after_a_veto_promotion_may_fall_back_to_the_next_best(tmp_path, fallbac
 
     timeline = write_report(run_dir).read_text().split("## Gate timeline")[1].split("##")[0]
     assert ("first vetoed:" in timeline) == (fallbacks > 0)  # the fallback's vetoed predecessor is shown
+
+
+def test_a_ledger_cut_mid_generation_resumes_to_the_same_run(tmp_path, finished_run):
+    """In process, what a SIGKILL leaves (tests/test_cli.py does it for real): the ledger ends inside
+    generation 2. The resume drops that attempt, reruns the generation and ends as the uninterrupted run."""
+    import shutil
+
+    run_dir = tmp_path / "cut"
+    shutil.copytree(finished_run, run_dir)
+    lines = (run_dir / "ledger.jsonl").read_text().splitlines(keepends=True)
+    cut = next(i for i, line in enumerate(lines) if json.loads(line)["event"] == "trained"
+               and json.loads(line)["generation"] == 2) + 1
+    kept_of_generation_2 = sum(json.loads(line)["generation"] == 2 for line in lines[:cut])
+    (run_dir / "ledger.jsonl").write_text("".join(lines[:cut]))
+    state, _ = run_loop(run_dir, resume=True)
+    events = ledger_events(run_dir)
+    resumed = next(e for e in events if e.event == "resumed")
+    assert resumed.detail == {"restarted_generation": 2, "discarded_events": kept_of_generation_2}
+    assert [e.generation for e in events if e.event == "generation_finished"] == [0, 1, 2, 3]
+    original = ledger_events(finished_run)
+    assert state.finished and state.incumbent == original[-1].successor
+    assert [(e.event, e.successor, dict(e.metrics)) for e in events if e.seq > resumed.seq] == \
+        [(e.event, e.successor, dict(e.metrics)) for e in original if e.seq >= cut - kept_of_generation_2]
+    assert verify(run_dir)[0] == []
