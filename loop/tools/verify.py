@@ -81,7 +81,7 @@ def verify(run_dir: Path, anchor: Path | str | None = None) -> tuple[list[str], 
     elif not config_path.is_file():
         checked.append("no .hydra/config.yaml: config, thresholds and data not checked")
     else:
-        checked += check_started(run_dir, started, config_path, problems)
+        checked += check_started(started, config_path, problems)
     return problems, ", ".join(checked)
 
 
@@ -113,7 +113,7 @@ def check_checkpoints(run_dir: Path, events: list[Event], problems: list[str]) -
     return [f"{len(weights)} checkpoints", f"{len(cards)} successor cards"]
 
 
-def check_started(run_dir: Path, started: Event, config_path: Path, problems: list[str]) -> list[str]:
+def check_started(started: Event, config_path: Path, problems: list[str]) -> list[str]:
     """The config, thresholds, code and data hashes recorded at run start, against the run now."""
     from omegaconf import OmegaConf
 

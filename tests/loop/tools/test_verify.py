@@ -8,6 +8,7 @@ caught with one (`--anchor PATH`, a file kept outside the run directory).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -255,3 +256,67 @@ def test_reopening_checks_the_ledger_against_its_anchor(tmp_path):
     Ledger(path).append("proposed", 1, successor="y")  # two lines the anchor never saw
     with pytest.raises(LedgerError, match="line 7: not covered by the anchor"):
         Ledger(path, anchor=anchor)
+
+
+# --- checkpoints, case by case ----------------------------------------------------------------
+
+
+def test_checkpoint_problems_come_in_ledger_order_with_their_lines(run):
+    rows = records(run)
+    trained = [(i, r["successor"]) for i, r in enumerate(rows) if r["event"] == "trained"]
+    assert [sid for _, sid in trained] != sorted(sid for _, sid in trained)  # id order is not ledger order
+    for _, sid in trained:
+        (run / "successors" / f"{sid}.safetensors").unlink()
+    first_card = next(r for r in rows if r["event"] == "evaluated")["successor"]
+    (run / "successors" / f"{first_card}.json").unlink()
+    problems, _ = verify(run)
+    assert problems == [f"ledger.jsonl line {i + 1} (trained): checkpoint {sid}.safetensors recorded here is missing"
+                        for i, sid in trained] + [
+        f"ledger.jsonl line {trained[0][0] + 2} (evaluated): successor card {first_card}.json recorded here is missing"]
+
+
+def test_a_card_whose_genome_was_swapped_with_its_hash_names_the_trained_line(run):
+    """A card rewritten and its sha256 updated in the ledger (a chain recomputed by someone who knows
+    the format): the successor id, a hash of genome and weights, no longer matches."""
+    import hashlib
+
+    rows = records(run)
+    k = first(rows, "trained")
+    sid = rows[k]["successor"]
+    card = run / "successors" / f"{sid}.json"
+    data = json.loads(card.read_text())
+    data["genome"]["arch"]["width"] += 1
+    card.write_text(json.dumps(data))
+    for row in rows:
+        if row["successor"] == sid and "card_sha256" in row.get("detail", {}):
+            row["detail"]["card_sha256"] = hashlib.sha256(card.read_bytes()).hexdigest()
+    write_records(run, rehash(rows))
+    problems, _ = verify(run)
+    assert f"ledger.jsonl line {k + 1} (trained): successor {sid}: its id does not match its genome and weights" \
+        in problems
+
+
+def test_an_anchor_written_for_another_ledger_says_so(run, intact, tmp_path):
+    from loop.ledger import write_anchor
+
+    elsewhere = tmp_path / "anchor.json"
+    recorded = read_anchor(intact.anchor)
+    write_anchor(elsewhere, tmp_path / "other" / "ledger.jsonl", recorded["seq"], "0" * 64)
+    problems, _ = verify(run, elsewhere)
+    assert problems[0].endswith(f"(the chain was recomputed) (the anchor was written for "
+                                f"{(tmp_path / 'other' / 'ledger.jsonl').resolve()})")
+    write_anchor(elsewhere, run / "ledger.jsonl", recorded["seq"], "0" * 64)
+    assert verify(run, elsewhere)[0][0].endswith("(the chain was recomputed)")  # its own ledger: no note
+
+
+def test_what_could_not_be_checked_is_said(run):
+    (run / ".hydra" / "config.yaml").unlink()
+    assert verify(run)[1].endswith("no .hydra/config.yaml: config, thresholds and data not checked")
+    rows = [r for r in records(run) if r["event"] != "run_started"]
+    for seq, row in enumerate(rows):
+        row["seq"] = seq
+    write_records(run, rehash(rows))
+    assert verify(run)[1].endswith("no run_started line: recorded hashes not checked")
+    (run / "ledger.jsonl").write_text("not a ledger line\n")
+    problems, checked = verify(run)
+    assert len(problems) == 1 and checked == ""
