@@ -397,3 +397,38 @@ def test_bootstrap_rounds_set_the_p_value_resolution():
     for rounds in (50, 300):
         decision = probes_gate(bootstrap_rounds=rounds).review(nominee, incumbent, incumbent, gate_view(), [])
         assert decision.probes["probe/calibration/loss/p_incumbent"] == pytest.approx(1 / (rounds + 1), abs=1e-6)
+
+
+def test_the_off_gate_promotes_and_says_no_probe_ran():
+    decision = Off().review(scored("n", 0.9), scored("i", 0.8), scored("i", 0.8), gate_view(), [])
+    assert decision == Decision("promote", {}, ("gate is off: no probes were run",))
+
+
+@dataclass
+class Picky:
+    """A probe that cannot read some inputs; `brief` words its error as the shipped probes do."""
+
+    name: str
+    brief_words: str | None = None
+
+    def check_task(self, shape) -> None:
+        err = ValueError(f"{self.name} needs images, a long story")
+        if self.brief_words:
+            err.brief = lambda: self.brief_words
+        raise err
+
+
+@pytest.mark.parametrize("inputs,objective,hint", [
+    ("tokens", "sequence", "use gate=tokens, which holds the probes that read token inputs"),
+    ("features", "", "leave those probes out of gate.probes or set them as suggested"),
+])
+def test_probes_that_cannot_read_the_task_are_named_in_one_error(inputs, objective, hint):
+    from loop.stages import TaskShape
+
+    shape = TaskShape(3 if inputs == "tokens" else 8, 4, 10, "cpu", inputs=inputs, vocab=5 if inputs == "tokens" else 0,
+                      seq_len=3 if inputs == "tokens" else 0, objective=objective)
+    gate = Probes(probes=[Picky("ood", "ood: reads images only"), Picky("shift"), FakeProbe("noise")])
+    with pytest.raises(ValueError) as err:
+        gate.check_task(shape)
+    assert str(err.value) == (f"gate: 2 of its 3 probes cannot run on objective={objective or '?'}, which gives "
+                              f"{shape.describe()}: ood: reads images only; shift needs images, a long story. {hint}")
