@@ -243,11 +243,38 @@ def test_probes_gate_reads_only_the_gate_splits():
                     DataView({"truth": Split("t", "t")}, ("truth",), "gate"), [])
 
 
-@pytest.mark.parametrize("bad", [dict(alpha=0), dict(alpha=1.5), dict(tolerance_scale=0),
-                                 dict(tripwires={"vetoes_in_a_row": -1})])
-def test_probes_gate_refuses_bad_settings(bad):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("bad,message", [
+    (dict(alpha=0), "gate.alpha must be in (0, 1), got 0"),
+    (dict(alpha=1), "gate.alpha must be in (0, 1), got 1"),
+    (dict(alpha=1.5), "gate.alpha must be in (0, 1), got 1.5"),
+    (dict(tolerance_scale=0), "gate.tolerance_scale must be > 0, got 0"),
+    (dict(cumulative_factor=-1.0), "gate.cumulative_factor must be > 0, got -1.0"),
+    (dict(tripwires={"vetoes_in_a_row": -1}), "gate.tripwires.vetoes_in_a_row must be a number >= 0, got -1"),
+])
+def test_probes_gate_refuses_bad_settings(bad, message):
+    with pytest.raises(ValueError) as err:
         Probes(probes=[FakeProbe("noise")], **bad)
+    assert str(err.value) == message
+
+
+def test_tolerance_scale_tightens_every_tolerance():
+    """A 6% accuracy drop (18 of 300 items) is not shown beyond a 5% tolerance; halved (gate=strict),
+    it is beyond 2.5% (p = 0.002)."""
+    nominee = scored("n", 0.9, noise=with_errors(GOOD, 18), calibration=LOSS)
+    incumbent = scored("i", 0.8, noise=GOOD, calibration=LOSS)
+    assert probes_gate().review(nominee, incumbent, incumbent, gate_view(), []).action == "promote"
+    strict = probes_gate(tolerance_scale=0.5).review(nominee, incumbent, incumbent, gate_view(), [])
+    assert strict.action == "veto" and "noise/acc: accuracy 0.940 vs incumbent 1.000 (tolerance 0.025" in \
+        " ".join(strict.reasons)
+
+
+def test_the_gate_seed_fixes_the_bootstrap_resamples():
+    nominee = scored("n", 0.9, noise=GOOD, calibration=LOSS + 0.02)  # right at the tolerance: p in the middle
+    incumbent = scored("i", 0.8, noise=GOOD, calibration=LOSS)
+    p = {seed: probes_gate(seed=seed).review(nominee, incumbent, incumbent, gate_view(), [])
+         .probes["probe/calibration/loss/p_incumbent"] for seed in (7, 7, 8)}
+    again = probes_gate(seed=7).review(nominee, incumbent, incumbent, gate_view(), [])
+    assert again.probes["probe/calibration/loss/p_incumbent"] == p[7] != p[8]
 
 
 def test_probes_gate_refuses_duplicate_probe_names():
