@@ -400,3 +400,27 @@ def test_a_ledger_cut_mid_generation_resumes_to_the_same_run(tmp_path, finished_
     assert [(e.event, e.successor, dict(e.metrics)) for e in events if e.seq > resumed.seq] == \
         [(e.event, e.successor, dict(e.metrics)) for e in original if e.seq >= cut - kept_of_generation_2]
     assert verify(run_dir)[0] == []
+
+
+def test_the_gate_records_the_audit_gap_as_proxy_minus_audit_accuracy(finished_run):
+    """Recomputed from the checkpoint and the audit split, not read back from the gate."""
+    import torch
+
+    from conftest import TINY, compose_config
+    from loop.checkpoints import Checkpoints
+    from loop.stages import Genome, TaskShape
+    from loop.tools.cli import build_stages
+
+    stages = build_stages(compose_config(*TINY))
+    task = stages.objective.prepare()
+    shape = TaskShape.of(task, "cpu", family=stages.space.family, gate=stages.gate)
+    audit, store = task.splits["audit"], Checkpoints(finished_run)
+    events = ledger_events(finished_run)
+    proxy = {e.successor: e.metrics["proxy"] for e in events if e.event == "evaluated"}
+    gated = [e for e in events if e.event in ("promoted", "vetoed", "paused") and e.generation > 0]
+    assert gated
+    for e in gated:
+        model = store.load_model(e.successor, Genome.from_dict(store.load_card(e.successor)["genome"]), shape)
+        with torch.no_grad():
+            accuracy = float((model.eval()(audit.x).argmax(1) == audit.y).float().mean())
+        assert e.metrics["tripwire/audit_gap"] == pytest.approx(proxy[e.successor] - accuracy, abs=2e-6)
