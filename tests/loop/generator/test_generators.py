@@ -427,3 +427,27 @@ def test_a_preference_gene_must_be_positive():
     spec["init"]["generator"]["prefer_arch"] = 1.0
     with pytest.raises(ValueError, match="prefer_arch must be a positive number gene"):
         Bandit(SuccessorSpace(**spec))
+
+
+def test_two_siblings_are_enough_to_learn_from(space):
+    g = space.initial
+    _, tally = Bandit(space, operators=("all", "arch")).replay([Past(1, (g, g), (0.9, 0.1), "promoted", ())])
+    assert tally.pulls == {"all": 1, "arch": 1} and tally.reward == {"all": 1.0, "arch": 0.0}
+
+
+def test_the_bandit_crossover_keeps_each_childs_own_generator_genes(space):
+    parent = space.initial
+    mate = parent.replace(arch={"width": 60}, generator={"rate": 0.9, "scale": 0.9})
+    kids = Bandit(space, operators=("crossover",), tau=1e-9, pool=1).propose(
+        parent, [Past(1, (mate,), (0.9,), "promoted", ())], 12, np.random.default_rng(0))
+    assert any(k.arch["width"] == 60 for k in kids)  # the mate's architecture genes reach some children
+    assert all(k.generator["rate"] == pytest.approx(parent.generator["rate"]) for k in kids)  # never its own
+
+
+def test_a_recipe_operator_needs_recipe_genes():
+    spec = mlp_spec()
+    for key in list(spec["space"]["recipe"]):
+        spec["space"]["recipe"].pop(key), spec["init"]["recipe"].pop(key)
+    with pytest.raises(ValueError, match=re.escape("'recipe' has no gene to mutate in this successor space "
+                                                   "(recipe genes); leave it out")):
+        Bandit(SuccessorSpace(**spec), operators=("recipe",))

@@ -275,25 +275,27 @@ def test_checkpoint_problems_come_in_ledger_order_with_their_lines(run):
         f"ledger.jsonl line {trained[0][0] + 2} (evaluated): successor card {first_card}.json recorded here is missing"]
 
 
-def test_a_card_whose_genome_was_swapped_with_its_hash_names_the_trained_line(run):
-    """A card rewritten and its sha256 updated in the ledger (a chain recomputed by someone who knows
-    the format): the successor id, a hash of genome and weights, no longer matches."""
+def test_cards_whose_genome_was_changed_with_their_hash_name_the_trained_lines_in_order(run):
+    """Cards rewritten and their sha256 updated in the ledger (a chain recomputed by someone who knows
+    the format): the successor ids, a hash of genome and weights, no longer match."""
     import hashlib
 
     rows = records(run)
-    k = first(rows, "trained")
-    sid = rows[k]["successor"]
-    card = run / "successors" / f"{sid}.json"
-    data = json.loads(card.read_text())
-    data["genome"]["arch"]["width"] += 1
-    card.write_text(json.dumps(data))
-    for row in rows:
-        if row["successor"] == sid and "card_sha256" in row.get("detail", {}):
-            row["detail"]["card_sha256"] = hashlib.sha256(card.read_bytes()).hexdigest()
+    trained = [(i, r["successor"]) for i, r in enumerate(rows) if r["event"] == "trained"]
+    # two successors whose ids sort against their ledger order, so the order of the problems shows
+    early, late = next((a, b) for a in trained for b in trained if a[0] < b[0] and a[1] > b[1])
+    for _, sid in (early, late):
+        card = run / "successors" / f"{sid}.json"
+        data = json.loads(card.read_text())
+        data["genome"]["arch"]["width"] += 1
+        card.write_text(json.dumps(data))
+        for row in rows:
+            if row["successor"] == sid and "card_sha256" in row.get("detail", {}):
+                row["detail"]["card_sha256"] = hashlib.sha256(card.read_bytes()).hexdigest()
     write_records(run, rehash(rows))
     problems, _ = verify(run)
-    assert f"ledger.jsonl line {k + 1} (trained): successor {sid}: its id does not match its genome and weights" \
-        in problems
+    assert problems == [f"ledger.jsonl line {i + 1} (trained): successor {sid}: its id does not match its genome "
+                        f"and weights" for i, sid in (early, late)]
 
 
 def test_an_anchor_written_for_another_ledger_says_so(run, intact, tmp_path):
