@@ -68,3 +68,13 @@ def test_a_rejection_vetoes_and_a_pause_that_holds_nothing_only_lifts(tmp_path):
     approve(ledger, "promote")  # even if asked: the pause holds no nominee the checks passed
     state = fold(read(tmp_path / "lift" / "ledger.jsonl"))
     assert state.decided is None and not state.paused and state.incumbent == INCUMBENT
+
+
+def test_a_generation_without_a_gate_decision_reads_as_none(tmp_path):
+    from loop.state import past_of
+
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    proposed = ledger.append("proposed", 1, detail={"candidate": "1.0", "genome": {"family": "mlp", "arch": {},
+                                                                                  "recipe": {}, "generator": {}}})
+    past = past_of(1, [proposed])
+    assert (past.decision, past.reasons, dict(past.gate), past.proxy) == ("none", (), {}, (None,))
