@@ -78,3 +78,25 @@ def test_a_generation_without_a_gate_decision_reads_as_none(tmp_path):
                                                                                   "recipe": {}, "generator": {}}})
     past = past_of(1, [proposed])
     assert (past.decision, past.reasons, dict(past.gate), past.proxy) == ("none", (), {}, (None,))
+
+
+def test_the_gate_readings_the_generator_sees_leave_out_missing_values(tmp_path):
+    from loop.state import past_of
+
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    readings = {"probe/calibration": 2.5, "probe/ood": float("nan")}
+    vetoed = ledger.append("vetoed", 1, successor=NOMINEE, metrics=readings, reasons=["calibration regresses"])
+    past = past_of(1, [vetoed])
+    assert past.decision == "vetoed" and past.reasons == ("calibration regresses",)
+    assert dict(past.gate) == {"probe/calibration": 2.5}  # NaN is written as null, and left out
+
+
+def test_a_paused_generation_without_its_paused_line_still_reads_as_paused(tmp_path):
+    """A hand-written or older ledger may lack the gate's own `paused` line: the pause is the
+    generation's finish, so a person can still be told about it and decide."""
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    ledger.append("run_started", 0)
+    ledger.append("generation_finished", 0, successor=INCUMBENT, detail={"decision": "baseline"})
+    finished = ledger.append("generation_finished", 1, successor=INCUMBENT, detail={"decision": "paused"})
+    state = fold(read(tmp_path / "ledger.jsonl"))
+    assert state.paused and state.pause == finished and state.decided is None
