@@ -100,3 +100,10 @@ def test_a_paused_generation_without_its_paused_line_still_reads_as_paused(tmp_p
     finished = ledger.append("generation_finished", 1, successor=INCUMBENT, detail={"decision": "paused"})
     state = fold(read(tmp_path / "ledger.jsonl"))
     assert state.paused and state.pause == finished and state.decided is None
+
+
+def test_an_answer_without_a_name_is_still_carried_out(tmp_path):
+    ledger = paused_run(tmp_path)
+    ledger.append("approved", 1, successor=NOMINEE, detail={"decision": "promote", "nominee": NOMINEE})
+    decided = fold(read(tmp_path / "ledger.jsonl")).decided
+    assert (decided.approve, decided.by, decided.reason) == (True, "?", "")
