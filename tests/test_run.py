@@ -9,6 +9,7 @@ import pytest
 from conftest import ledger_events, run_loop
 from loop.ledger import FIELDS
 from loop.stages import AccessError
+from loop.state import settle
 from loop.tools.verify import verify
 
 
@@ -394,6 +395,7 @@ def test_a_ledger_cut_mid_generation_resumes_to_the_same_run(tmp_path, finished_
     events = ledger_events(run_dir)
     resumed = next(e for e in events if e.event == "resumed")
     assert resumed.detail == {"restarted_generation": 2, "discarded_events": kept_of_generation_2}
+    assert settle(events).abandoned == kept_of_generation_2  # the report counts them apart, not twice
     assert [e.generation for e in events if e.event == "generation_finished"] == [0, 1, 2, 3]
     original = ledger_events(finished_run)
     assert state.finished and state.incumbent == original[-1].successor
