@@ -28,7 +28,7 @@ from loop.w2s import ceiling_genome, w2s_metrics
 from loop.ledger import Event, Ledger, canonical, sha256_file
 from loop.objective.tasks import split_hash
 from loop.stages import (Candidate, Decision, Evaluator, Execution, Gate, Generator, Genome, Objective,
-                         Promotion, Quarantined, Scored, Scores, Successor, Task, TaskShape)
+                         Promotion, Quarantined, Scored, Scores, Successor, Task, TaskShape, human_verdict)
 from loop.state import RunState, fold
 from successors.space import SuccessorSpace
 
@@ -228,9 +228,8 @@ class Engine:
         g, paused = decided.generation, decided.paused
         self.clock, self.extra, self.notes = Clock(), {}, []
         action = "promote" if decided.approve else "veto"
-        verdict = f"human: {'approved' if decided.approve else 'vetoed'} by {decided.by}: {decided.reason}"
         self.log(GATE_EVENTS[action], g, successor=paused.successor, parent=paused.parent, metrics=paused.metrics,
-                 reasons=[*paused.detail["if_approved"], verdict])
+                 reasons=[*paused.detail["if_approved"], human_verdict(decided.approve, decided.by, decided.reason)])
         ids = [e.successor for e in decided.events if e.event == "evaluated"]
         quarantined = sum(e.event == "quarantined" for e in decided.events)
         winner = paused.successor if decided.approve else paused.parent

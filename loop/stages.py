@@ -248,6 +248,12 @@ class Decision:
     if_approved: tuple[str, ...] | None = None
 
 
+def human_verdict(approve: bool, by: str, why: str) -> str:
+    """The reason a person's answer adds to a promotion or veto, however it arrived (a terminal, an
+    approval file, `rsi-loop-approve`); the report reads it back (`loop.tools.runs.human_decisions`)."""
+    return f"human: {'approved' if approve else 'vetoed'} by {by}: {why}"
+
+
 @dataclass(frozen=True)
 class Past:
     """One past generation as the generator may see it: no data, no truth."""

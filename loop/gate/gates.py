@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from loop.gate.paired import Comparison, accuracy_regression, bootstrap_regression, holm
-from loop.stages import DataView, Decision, Past, Probe, Readout, Scored, TaskShape
+from loop.stages import DataView, Decision, Past, Probe, Readout, Scored, TaskShape, human_verdict
 
 
 @dataclass
@@ -221,8 +221,8 @@ class Human:
             return Decision("pause", decision.probes, (*decision.reasons, f"human: promotion of {nominee.id} "
                             f"awaits a person's approval; the loop pauses"), if_approved=decision.reasons)
         approve, by, why = answer
-        verdict = f"human: {'approved' if approve else 'vetoed'} by {by}: {why}"
-        return Decision("promote" if approve else "veto", decision.probes, (*decision.reasons, verdict))
+        return Decision("promote" if approve else "veto", decision.probes,
+                        (*decision.reasons, human_verdict(approve, by, why)))
 
     def ask(self, nominee: Scored, incumbent: Scored) -> tuple[bool, str, str] | None:
         interactive = sys.stdin.isatty() if self.interactive is None else self.interactive
