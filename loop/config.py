@@ -11,12 +11,14 @@ from __future__ import annotations
 import inspect
 import logging
 import sys
+from pathlib import Path
 from typing import Any, Iterator
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 log = logging.getLogger(__name__)
 
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")  # the shipped configs
 BUILTIN_PREFIXES = ("loop.", "successors.", "evaluators.")
 STAGES = ("objective", "generator", "execution", "evaluator", "promotion", "gate")
 

@@ -38,8 +38,9 @@ def goodhart_metrics(events: Sequence[Event], generation: int, incumbent: str,
     if nominee is not None and here:
         out["gap/selection"] = gap(nominee) - sum(gap(s) for s in here) / len(here)
     recent = [e.metrics for e in evaluated if generation - WINDOW < e.generation <= generation]
-    if len(recent) >= 3:
-        rho = spearmanr([m["proxy"] for m in recent], [m["truth"] for m in recent]).statistic
+    proxies, truths = [m["proxy"] for m in recent], [m["truth"] for m in recent]
+    if len(recent) >= 3 and len(set(proxies)) > 1 and len(set(truths)) > 1:  # a constant has no rank order
+        rho = spearmanr(proxies, truths).statistic
         if not math.isnan(rho):
             out["spearman/proxy_truth"] = float(rho)
     return out

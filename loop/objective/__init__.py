@@ -2,4 +2,5 @@
 
     objective=digits, modular_arithmetic, sequence   loop/objective/tasks.py
     objective=digits_shortcut                        loop/objective/scenarios.py (gaming studies)
+    objective=family                                 loop/objective/families.py (task families, held-out tasks)
 """

@@ -6,6 +6,7 @@
     rsi-loop-report <multirun_dir>         ... for every run of a sweep, plus one comparing them
     rsi-loop-verify <run_dir>              check ledger chain, checkpoints and recorded hashes
     rsi-loop-approve <run_dir> --by NAME --reason TEXT [--reject]   decide what a pause asked about
+    rsi-loop-transfer <run_dir | sweep_dir> [key=value ...]   frozen improvers on held-out task families
 
 Ctrl-C (SIGINT) and SIGTERM stop a run cleanly: one line, exit 130 or 143, resume continues it.
 
@@ -26,9 +27,7 @@ from typing import Callable, Iterator, NoReturn
 
 from omegaconf import DictConfig, OmegaConf
 
-from loop.config import STAGES, ConfigError, check_targets, instantiate, moved_targets
-
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+from loop.config import CONFIG_DIR, STAGES, ConfigError, check_targets, instantiate, moved_targets
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -125,6 +124,19 @@ def collector_frozen(enabled: bool) -> Iterator[None]:
         gc.unfreeze()
 
 
+def prepare(cfg: DictConfig):
+    """Every check a config gets before anything is written: its stages built, its task prepared,
+    the device resolved and the successor family and gate paired with the task's inputs. Returns
+    (stages, task, device, config as plain data) for an `Engine`."""
+    from loop.stages import TaskShape
+
+    stages = build_stages(cfg)
+    device = resolve_device(str(cfg.get("device", "auto")))
+    task = stages.objective.prepare()
+    TaskShape.of(task, device, family=stages.space.family, gate=stages.gate)  # a bad pairing fails here
+    return stages, task, device, OmegaConf.to_container(cfg, resolve=True)
+
+
 def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, say: Callable[[str], None] = print,
                    freeze: bool = False):
     """Build the stages from `cfg` and run in `run_dir`; with `resume`, continue after its ledger.
@@ -133,20 +145,15 @@ def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, say: Ca
     from loop.engine import Engine
     from loop.ledger import check_anchor_outside, writer_lock
     from loop.tools.report import write_report
-    from loop.stages import TaskShape
     from loop.state import fold
 
-    stages = build_stages(cfg)  # every check before anything is written
-    device = resolve_device(str(cfg.get("device", "auto")))
     anchor = OmegaConf.select(cfg, "ledger.anchor")
     if anchor not in (None, ""):
         try:
             anchor = check_anchor_outside(str(anchor), run_dir)
         except ValueError as err:
             raise ConfigError(str(err)) from None
-    task = stages.objective.prepare()
-    TaskShape.of(task, device, family=stages.space.family, gate=stages.gate)  # a bad pairing fails before any write
-    config = OmegaConf.to_container(cfg, resolve=True)
+    stages, task, device, config = prepare(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     with collector_frozen(freeze), writer_lock(run_dir):  # one writer per run: two resumes cannot interleave
         events = events_to_resume(run_dir, say) if resume else ()
@@ -439,3 +446,29 @@ def approve_main(argv: list[str] | None = None) -> None:
     except (LedgerError, RunBusy, ValueError) as err:  # ValueError: an unusable anchor
         fail(f"{err}; nothing approved", 1)
     print(f"{verb}: {outcome} (the pause: {pause_cause(pause)}). Continue with: rsi-loop resume={run_dir}")
+
+
+def transfer_main(argv: list[str] | None = None) -> None:
+    """`rsi-loop-transfer <run_dir | sweep_dir> [key=value ...]`: freeze the improver (generator genes)
+    of every promoted successor and measure it on held-out task families against the run's
+    generation-0 improver: imp@k per snapshot with paired-seed bootstrap intervals, and a negative
+    control. The protocol is configs/transfer.yaml (keys: families, seeds, generations, candidates,
+    steps, gate, seed, snapshots); results go to <dir>/transfer/."""
+    from loop.ledger import LedgerError
+    from loop.tools.transfer import TransferError, run_transfer
+
+    parser = argparse.ArgumentParser(prog="rsi-loop-transfer", description=transfer_main.__doc__)
+    parser.add_argument("run_dir", metavar="DIR", help="a run directory (holds ledger.jsonl) or a multirun "
+                        "directory (its subdirectories are runs)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="changes to configs/transfer.yaml")
+    args = parser.parse_args(argv)
+    stop_on_signals()
+    try:
+        print(run_transfer(Path(args.run_dir), args.overrides, say=lambda line: print(line, file=sys.stderr,
+                                                                                      flush=True)))
+    except TransferError as err:
+        parser.exit(2, f"error: {err}\n")
+    except LedgerError as err:
+        fail(str(err), 1)
+    except (KeyboardInterrupt, Terminated):
+        fail("interrupted; what was measured is kept in transfer/inner/ and a rerun reads it back", 130)

@@ -1,0 +1,126 @@
+"""An improver, frozen into the config of an inner loop on a task it never saw.
+
+A *snapshot* is the improver one successor carries: the generator genes of its genome (rate and step
+size, operator preferences, ...), under the generator plugin and settings of the run it came from.
+Freezing it is a change of the successor space: each generator gene's bounds shrink to the
+snapshot's value, so no generator, whatever it does, can move them (every generator keeps genes
+inside the space's bounds). The architecture and recipe start again from the run's generation-0
+genome: what is measured is the machinery, not the model it happened to build.
+
+A `Protocol` says how a snapshot is measured: which families its tasks come from (held out from
+every selection), how many paired seeds, and the inner budget (k generations of so many candidates
+of at most so many steps). Seed i always means the same task draw and the same inner seed, for every
+snapshot compared: the comparisons are paired.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from loop.config import CONFIG_DIR
+from loop.ledger import canonical
+from loop.objective.families import check_families
+from loop.stages import GeneValue
+
+GATES = {"off": "loop.gate.gates.Off", "run": None}  # "run": the source run's own gate
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The improver one successor carries. `generation` is when it was promoted (0: the run's own start)."""
+
+    name: str  # how a person names it in tables: "generation 0", "generation 3 (1a2b3c4d)"
+    genes: Mapping[str, GeneValue]
+    generation: int = 0
+    successor: str | None = None
+    promoted: tuple[int, ...] = ()  # every generation that promoted a successor carrying these genes
+
+    @property
+    def key(self) -> str:
+        """Its genes as a file-name-safe hash (two snapshots with equal genes are the same improver)."""
+        return hashlib.sha256(canonical(dict(self.genes)).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How an improver is measured: held-out families, paired seeds and the inner loop's budget."""
+
+    families: tuple[str, ...]  # where the tasks come from; seed i uses families[i % len(families)]
+    seeds: int = 10  # paired seeds: task draws and inner seeds shared by every improver compared
+    generations: int = 4  # k of imp@k: inner generations after generation 0
+    candidates: int = 4
+    steps: int = 200
+    gate: str = "off"  # the inner loops' gate: off, or run (the source run's own)
+    seed: int = 0  # the protocol's own seed: which draws and inner seeds seed i stands for
+    extra: Mapping[str, Any] = field(default_factory=dict)  # recorded with it (e.g. what it was for)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "families", tuple(check_families(list(self.families), "families")))
+        for name, low in (("seeds", 2), ("generations", 1), ("candidates", 1), ("steps", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+        if self.gate not in GATES:
+            raise ValueError(f"gate must be one of {list(GATES)}, got {self.gate!r}")
+
+    def task(self, i: int, control: bool = False) -> tuple[str, int, int]:
+        """Seed i as (family, draw, inner seed). The negative control keeps the task draw and takes
+        another inner seed, so it differs from seed i in nothing but the luck of the run."""
+        from loop.engine import derive_seed
+
+        family = self.families[i % len(self.families)]
+        return family, i // len(self.families), derive_seed(self.seed, i, "control" if control else "inner")
+
+    def record(self) -> dict[str, Any]:
+        """What is held out and how it is measured, as recorded (and hashed) with every result."""
+        return {"families": list(self.families), "seeds": self.seeds, "generations": self.generations,
+                "candidates": self.candidates, "steps": self.steps, "gate": self.gate, "seed": self.seed,
+                **dict(self.extra)}
+
+    def sha256(self) -> str:
+        return hashlib.sha256(canonical(self.record()).encode()).hexdigest()
+
+
+def frozen_space(space: Mapping[str, Any], genes: Mapping[str, GeneValue]) -> dict[str, Any]:
+    """Each generator gene's bounds shrunk to `genes`' value: nothing can move it."""
+    unknown = sorted(set(genes) ^ set(space))
+    if unknown:
+        raise ValueError(f"the snapshot's generator genes {sorted(genes)} differ from the successor space's "
+                         f"{sorted(space)}")
+    out = {}
+    for name, spec in space.items():
+        value = genes[name]
+        if spec.get("type") == "choice":
+            out[name] = {"type": "choice", "choices": [value]}
+        else:
+            out[name] = {"type": spec["type"], "low": value, "high": value, "log": bool(spec.get("log", False))}
+    return out
+
+
+def inner_config(source: DictConfig, snapshot: Snapshot, protocol: Protocol, i: int,
+                 control: bool = False) -> DictConfig:
+    """The config of one inner loop: the source run's (its successor family, generator plugin,
+    execution, evaluator, promotion) on seed i's task draw, with the snapshot frozen in."""
+    family, draw, seed = protocol.task(i, control)
+    cfg = copy.deepcopy(source)
+    with open_dict(cfg):
+        objective = OmegaConf.load(f"{CONFIG_DIR}/objective/family.yaml")
+        objective.family, objective.draw = family, draw
+        objective.budget = {"generations": protocol.generations, "candidates": protocol.candidates,
+                            "steps": protocol.steps}
+        cfg.objective = objective
+        if GATES[protocol.gate] is not None:
+            cfg.gate = {"_target_": GATES[protocol.gate]}
+        cfg.tracker = {"_target_": "loop.tracker.trackers.NoTracker"}
+        cfg.seed, cfg.resume, cfg.weak_to_strong = seed, None, False
+        cfg.ledger = {"anchor": None}
+        space = OmegaConf.to_container(cfg.successor.space, resolve=True)
+        cfg.successor.space.generator = frozen_space(space.get("generator") or {}, snapshot.genes)
+        cfg.successor.init.generator = dict(snapshot.genes)
+        cfg.pop("hydra", None)
+    return cfg
