@@ -292,10 +292,11 @@ class Engine:
             with self.clock("evaluator"):
                 scores = self.stages.evaluator.evaluate(s.model, self.task.view("evaluator", "proxy"))
             with self.clock("truth"):
-                truth = self.stages.truth.evaluate(s.model, self.task.view("truth", "truth")).proxy
+                truth = self.stages.truth.evaluate(s.model, self.task.view("truth", "truth"))
             score = self.task.score(scores.proxy, s.parameters)
-            metrics = {"proxy": scores.proxy, "truth": truth, "score": score,
-                       **{f"proxy/{k}": v for k, v in scores.metrics.items()}}
+            metrics = {"proxy": scores.proxy, "truth": truth.proxy, "score": score,
+                       **{f"proxy/{k}": v for k, v in scores.metrics.items()},
+                       **{f"truth/{k}": v for k, v in truth.metrics.items()}}
             with self.clock("checkpoints"):
                 card_sha = self.checkpoints.save_card(s.id, {
                     "id": s.id, "generation": g, "candidate": s.candidate.key, "parent": s.candidate.parent,
@@ -377,7 +378,7 @@ class Engine:
                    "code/gate": code_hash(s.gate),
                    "thresholds": hashlib.sha256(canonical(self.config.get("gate", {})).encode()).hexdigest()}
         plugins = {name: f"{type(getattr(s, name)).__module__}.{type(getattr(s, name)).__qualname__}"
-                   for name in ("objective", "generator", "execution", "evaluator", "promotion", "gate")}
+                   for name in ("objective", "generator", "execution", "evaluator", "promotion", "gate", "truth")}
         return {"seed": self.seed, "config_sha256": hashlib.sha256(canonical(self.config).encode()).hexdigest(),
                 "hashes": hashes, "budget": {"generations": self.task.budget.generations,
                                              "candidates": self.task.budget.candidates,

@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # torch is only imported where a command needs it
     from torch import nn
 
 GeneValue = int | float | str
-InputKind = Literal["features", "tokens"]  # float feature vectors, or integer token ids
+InputKind = Literal["features", "tokens", "tasks"]  # float feature vectors, integer token ids, or task draws
+# ("tasks": each item is one inner task, (family, draw, inner seed); the inputs of improvers, loop/meta)
 
 
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -368,13 +369,15 @@ class TaskShape:
 
     def describe(self) -> str:
         """How a person names these inputs: "64 float features (an 8x8 image)", "2 tokens of 31"."""
+        if self.inputs == "tasks":
+            return "task draws (family, draw, inner seed): the inputs of improvers"
         if self.inputs == "tokens":
             return f"sequences of {self.seq_len} tokens from a vocabulary of {self.vocab}"
         image = f" (a {'x'.join(map(str, self.image))} image)" if self.image else ""
         return f"{self.in_features} float features{image}"
 
 
-INPUT_KINDS = ("features", "tokens")
+INPUT_KINDS = ("features", "tokens", "tasks")
 
 
 def check_inputs(name: str, inputs: str, in_features: int, vocab: int, seq_len: int,

@@ -1,8 +1,9 @@
 """What evolves: successor families (how a genome becomes a model) and their gene spaces.
 
 Families are listed here explicitly (no registration by import side effect). Each family reads
-some kinds of task inputs (`loop.stages.TaskShape`): `mlp` any (token ids are one-hot encoded in
-front of it), `cnn` float features that are an image, `transformer` token sequences. A pairing
+some kinds of task inputs (`loop.stages.TaskShape`): `mlp` features or tokens (token ids are one-hot
+encoded in front of it), `cnn` float features that are an image, `transformer` token sequences,
+`improver` task draws (an improver is a successor one level up: `loop/meta/`, no weights). A pairing
 that cannot work fails before the run starts (`check_task`, called by `TaskShape.of`).
 
 torch is imported only when a model is built, so importing this package stays cheap.
@@ -19,13 +20,14 @@ if TYPE_CHECKING:
 
     from loop.stages import Genome, TaskShape
 
-FAMILIES = ("mlp", "cnn", "transformer")
+FAMILIES = ("mlp", "cnn", "transformer", "improver")
 
 # what each family reads, as a person would say it; `accepts` is the rule
 READS = {
-    "mlp": "any inputs (float features, or token ids one-hot encoded in front of it)",
+    "mlp": "float features, or token ids one-hot encoded in front of it",
     "cnn": "float features that are an image (e.g. objective=digits)",
     "transformer": "token sequences (e.g. objective=modular_arithmetic or objective=sequence)",
+    "improver": "task draws (objective=improvers; experiment=recursive_improver)",
 }
 
 
@@ -35,7 +37,9 @@ def accepts(family: str, shape: "TaskShape") -> bool:
         return shape.inputs == "features" and len(shape.image) == 2
     if family == "transformer":
         return shape.inputs == "tokens"
-    return family == "mlp"
+    if family == "improver":
+        return shape.inputs == "tasks"
+    return family == "mlp" and shape.inputs != "tasks"
 
 
 def check_task(family: str, shape: "TaskShape") -> None:
@@ -63,6 +67,10 @@ def build(genome: "Genome", shape: "TaskShape") -> "nn.Module":
             return nn.Sequential(OneHot(shape.vocab), *build_mlp(genome.arch, shape.seq_len * shape.vocab,
                                                                  shape.n_classes))
         return build_mlp(genome.arch, shape.in_features, shape.n_classes)
+    if genome.family == "improver":
+        from successors.improver import Improver
+
+        return Improver(genome)
     if genome.family == "cnn":
         from successors.cnn import build_cnn
 

@@ -100,6 +100,10 @@ class SuccessorSpace:
             part: {name: Gene.parse(f"{part}.{name}", spec) for name, spec in (space.get(part) or {}).items()}
             for part in PARTS
         }
+        if family == "improver":  # one level up: only the genes an improver's inner loops read
+            from loop.meta.improver import check_improver_genes
+
+            check_improver_genes(self.genes)
         for part in PARTS:
             given, declared = set((init.get(part) or {})), set(self.genes[part])
             if given != declared:

@@ -17,6 +17,11 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
 BIN = Path(sys.executable).parent
 TINY = ["experiment=quick", "tracker=none"]  # 3 generations x 3 candidates x at most 150 steps
+# rsi-loop-transfer at a tiny protocol: one held-out family, 2 paired seeds, 1 inner generation of 2 x 30 steps
+TRANSFER_FAST = ["families=[classification]", "seeds=2", "generations=1", "candidates=2", "steps=30"]
+# experiment=recursive_improver at a tiny budget: 1 outer generation of 2 improvers, 2 draws per split
+OUTER = ["experiment=recursive_improver_quick", "tracker=none", "objective.seeds=2", "objective.budget.generations=1",
+         "evaluator.generations=1", "evaluator.compute=60", "evaluator.inner=['execution=serial']"]
 
 
 def compose_config(*overrides: str):

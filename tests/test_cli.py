@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, TINY, ledger_events, run_loop
+from conftest import BIN, OUTER, TINY, TRANSFER_FAST, ledger_events, run_loop
 
 ENV = {**os.environ, "WANDB_MODE": "disabled"}
 
@@ -348,3 +348,50 @@ def test_the_cli_imports_torch_and_wandb_only_when_a_command_needs_them():
             "assert not heavy, heavy")
     done = cli(sys.executable, "-c", code)
     assert done.returncode == 0, done.stderr
+
+
+def test_rsi_loop_transfer_command(cli_run, tmp_path):
+    """rsi-loop-transfer on a run: its frozen improvers measured on a held-out family (tests/loop/tools/test_transfer.py
+    checks what it measures)."""
+    run = tmp_path / "run"
+    shutil.copytree(cli_run[0], run)
+    env = ENV
+    done = subprocess.run([str(BIN / "rsi-loop-transfer"), str(run), *TRANSFER_FAST, "snapshots=final"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(run / "transfer" / "transfer.md")
+    assert "transfer: 1/" in done.stderr and "inner loops" in done.stderr  # progress, on stderr
+    assert "negative control" in (run / "transfer" / "transfer.md").read_text()
+    bad = subprocess.run([str(BIN / "rsi-loop-transfer"), str(run), "families=[mnist]"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown task family 'mnist'" in bad.stderr
+    verify = subprocess.run([str(BIN / "rsi-loop-verify"), str(run)], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert verify.returncode == 0, verify.stdout + verify.stderr  # the run itself is untouched
+
+
+def test_both_arms_through_the_command_line(tmp_path):
+    """`rsi-loop -m experiment=recursive_improver_quick`: inside Hydra's app the inner config is
+    composed from its search path; both arms run, and the sweep report compares them."""
+    from omegaconf import OmegaConf
+
+    env = ENV
+    done = subprocess.run([str(BIN / "rsi-loop"), "-m", *OUTER, "hydra.sweeper.params.seed=0",
+                           f"hydra.sweep.dir={tmp_path}"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    arms = {}
+    for run in ("0", "1"):
+        events = ledger_events(tmp_path / run)
+        config = OmegaConf.load(tmp_path / run / ".hydra" / "config.yaml")
+        arms[config.generator.steps_from] = events
+        assert events[-1].event == "run_finished"
+        assert all("truth/imp/1" in e.metrics for e in events if e.event == "evaluated")
+    assert set(arms) == {"self", "generation0"}
+    report = subprocess.run([str(BIN / "rsi-loop-report"), str(tmp_path)], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert report.returncode == 0, report.stderr
+    text = (tmp_path / "report.md").read_text()
+    assert "generator.steps_from=self" in text and "generator.steps_from=generation0" in text
+    assert "## Improvers: meta-train and held-out imp@k per outer generation" in text
+    assert "minus `generator.steps_from=generation0`, paired by seed (1 pairs)" in text
+    assert "## Improvers: meta-utility on meta-train and held-out tasks" in (tmp_path / "0" / "report.md").read_text()

@@ -62,6 +62,7 @@ def mutate_genes(space: SuccessorSpace, parent: Genome, rate: float, scale: floa
 
 
 SELF_ADAPTIVE_GENES = ("rate", "scale")
+STEPS_FROM = ("self", "generation0")
 
 
 def check_self_adaptive(space: SuccessorSpace, tau: float, name: str) -> None:
@@ -100,13 +101,25 @@ class SelfAdaptive:
     space: SuccessorSpace
     adapt: bool = True  # false: the generator genes stay as generation 0 set them
     tau: float = 0.3  # self-adaptation rate: a gene g becomes g * exp(tau * N(0, 1)), clipped to bounds
+    # Whose rate and step size move a child's other genes: "self", the child's own (self-adapted)
+    # ones; "generation0", generation 0's, while the child's own still self-adapt as genes. One
+    # level up (successor=improver, whose rate and step size are genes being improved) these are
+    # the recursive arm, I(t+1) = I(t)(I(t)), and its control, I(t+1) = I(0)(I(t)).
+    steps_from: str = "self"
 
     def __post_init__(self) -> None:
         check_self_adaptive(self.space, self.tau, "self_adaptive")
+        if self.steps_from not in STEPS_FROM:
+            raise ValueError(f"generator.steps_from must be one of {list(STEPS_FROM)}, got {self.steps_from!r}")
 
     def propose(self, parent: Genome, history: Sequence[Past], n: int,
                 rng: np.random.Generator) -> list[Genome]:
         keys = SELF_ADAPTIVE_GENES if self.adapt else ()
         # first the step sizes, then the genes they move (the ES order)
-        return [mutate_own(self.space, self_adapt(self.space, parent, keys, self.tau, rng), rng)
-                for _ in range(n)]
+        children = []
+        for _ in range(n):
+            child = self_adapt(self.space, parent, keys, self.tau, rng)
+            own = self.space.initial if self.steps_from == "generation0" else child
+            children.append(mutate_genes(self.space, child, float(own.generator["rate"]),
+                                         float(own.generator["scale"]), rng))
+        return children

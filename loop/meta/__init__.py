@@ -6,6 +6,6 @@ fresh inner loops achieve with it frozen, on tasks it never saw: imp@k, the trut
 incumbent after k inner generations, over paired seeds (the same task draws and seeds for every
 improver compared).
 
-    loop/meta/improver.py   an improver frozen into an inner loop's config (Snapshot, Protocol, inner_config)
+    loop/meta/improver.py   an improver frozen into an inner loop's config (Snapshot, Protocol, inner_config; IMPROVER_GENES)
     loop/meta/utility.py    running inner loops, imp@k, paired differences with bootstrap intervals
 """

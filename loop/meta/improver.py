@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from loop.config import CONFIG_DIR
 from loop.ledger import canonical
 from loop.objective.families import check_families
-from loop.stages import GeneValue
+from loop.stages import Genome, GeneValue
 
 GATES = {"off": "loop.gate.gates.Off", "run": None}  # "run": the source run's own gate
 
@@ -102,25 +102,81 @@ def frozen_space(space: Mapping[str, Any], genes: Mapping[str, GeneValue]) -> di
     return out
 
 
-def inner_config(source: DictConfig, snapshot: Snapshot, protocol: Protocol, i: int,
-                 control: bool = False) -> DictConfig:
-    """The config of one inner loop: the source run's (its successor family, generator plugin,
-    execution, evaluator, promotion) on seed i's task draw, with the snapshot frozen in."""
-    family, draw, seed = protocol.task(i, control)
+def inner_config(source: DictConfig, genes: Mapping[str, GeneValue], task: tuple[str, int, int],
+                 budget: Mapping[str, int], gate: str = "off", margin: float | None = None) -> DictConfig:
+    """The config of one inner loop: the source config (its successor family, generator plugin,
+    execution, evaluator, promotion) on one task draw `(family, draw, inner seed)`, under `budget`,
+    with the generator genes `genes` frozen in (and the promotion margin, where an improver sets it)."""
+    family, draw, seed = task
     cfg = copy.deepcopy(source)
     with open_dict(cfg):
         objective = OmegaConf.load(f"{CONFIG_DIR}/objective/family.yaml")
         objective.family, objective.draw = family, draw
-        objective.budget = {"generations": protocol.generations, "candidates": protocol.candidates,
-                            "steps": protocol.steps}
+        objective.budget = dict(budget)
         cfg.objective = objective
-        if GATES[protocol.gate] is not None:
-            cfg.gate = {"_target_": GATES[protocol.gate]}
+        if GATES[gate] is not None:
+            cfg.gate = {"_target_": GATES[gate]}
         cfg.tracker = {"_target_": "loop.tracker.trackers.NoTracker"}
         cfg.seed, cfg.resume, cfg.weak_to_strong = seed, None, False
         cfg.ledger = {"anchor": None}
         space = OmegaConf.to_container(cfg.successor.space, resolve=True)
-        cfg.successor.space.generator = frozen_space(space.get("generator") or {}, snapshot.genes)
-        cfg.successor.init.generator = dict(snapshot.genes)
+        cfg.successor.space.generator = frozen_space(space.get("generator") or {}, genes)
+        cfg.successor.init.generator = dict(genes)
+        if margin is not None:
+            cfg.promotion.margin = float(margin)
         cfg.pop("hydra", None)
+        cfg.pop("truth", None)
     return cfg
+
+
+def snapshot_config(source: DictConfig, snapshot: Snapshot, protocol: Protocol, i: int,
+                    control: bool = False) -> DictConfig:
+    """Seed i of `protocol` with `snapshot` frozen in (`control`: the negative control's inner seed)."""
+    return inner_config(source, snapshot.genes, protocol.task(i, control),
+                        {"generations": protocol.generations, "candidates": protocol.candidates,
+                         "steps": protocol.steps}, protocol.gate)
+
+
+# --- an improver as a genome (successor=improver) --------------------------------------------
+
+# The genes an improver's genome may carry, and what each sets in its inner loops. Its generator
+# part is the inner successors' generator genes (frozen in them): with generator=self_adaptive one
+# level up they are also the step sizes it proposes the next improvers with, I(t+1) = I(t)(I(t)).
+IMPROVER_GENES = {
+    "recipe": {
+        "candidates": "inner candidates per generation; steps per candidate = compute // candidates",
+        "margin": "the inner promotion margin (greedy): how much a nominee must beat the incumbent by",
+    },
+    "generator": {
+        "rate": "the inner mutation rate (each gene mutates with this chance)",
+        "scale": "the inner mutation step size",
+    },
+}
+
+
+def check_improver_genes(genes: Mapping[str, Mapping[str, Any]]) -> None:
+    """An improver space may declare only the genes `IMPROVER_GENES` knows (a ValueError names the
+    gene and lists them), and no architecture genes (an improver has no weights)."""
+    for part, declared in genes.items():
+        known = IMPROVER_GENES.get(part, {})
+        unknown = sorted(set(declared) - set(known))
+        if unknown:
+            allowed = ", ".join(f"{p}.{g}" for p, gs in IMPROVER_GENES.items() for g in gs)
+            raise ValueError(f"the improver family has no gene {', '.join(f'{part}.{g}' for g in unknown)}; "
+                             f"an improver's genes are: {allowed}")
+    if "candidates" in genes.get("recipe", {}) and genes["recipe"]["candidates"].type != "int":
+        raise ValueError("the improver gene recipe.candidates must be an int gene")
+
+
+def improver_config(source: DictConfig, genome: Genome, task: tuple[str, int, int], generations: int,
+                    compute: int, gate: str = "off") -> DictConfig:
+    """The inner loop an improver genome runs on one task draw: `generations` inner generations of
+    `candidates` candidates of at most `compute // candidates` steps each (the same compute for
+    every improver, however it splits it)."""
+    candidates = int(genome.recipe.get("candidates", source.objective.budget.candidates))
+    if not 1 <= candidates <= compute:
+        raise ValueError(f"improver gene recipe.candidates={candidates} must lie in [1, compute={compute}]")
+    margin = genome.recipe.get("margin")
+    return inner_config(source, genome.generator, task,
+                        {"generations": generations, "candidates": candidates, "steps": compute // candidates},
+                        gate, None if margin is None else float(margin))

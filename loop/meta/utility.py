@@ -27,7 +27,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from loop.ledger import Event, canonical
-from loop.meta.improver import Protocol, Snapshot, inner_config
+from loop.meta.improver import Protocol, Snapshot, snapshot_config
 from loop.state import settle
 
 CONFIDENCE = 0.95
@@ -97,19 +97,26 @@ class InnerLoops:
         return result
 
     def _run(self, cfg: DictConfig, key: str) -> InnerRun:
-        from loop.engine import Engine
-        from loop.ledger import read
-        from loop.tools.cli import prepare
+        ledger = f"inner/{key}.ledger.jsonl"
+        result = run_inner(cfg, self.folder / ledger)
+        self.ran, self.seconds = self.ran + 1, self.seconds + result.seconds
+        return InnerRun(**{**asdict(result), "ledger": ledger})
 
-        stages, task, device, config = prepare(cfg)
-        began = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="rsi-inner-") as tmp:
-            Engine(Path(tmp), stages, task, int(cfg.seed), device, config, say=lambda line: None).run()
-            ledger = f"inner/{key}.ledger.jsonl"
-            shutil.copyfile(Path(tmp) / "ledger.jsonl", self.folder / ledger)
-        seconds = time.perf_counter() - began
-        self.ran, self.seconds = self.ran + 1, self.seconds + seconds
-        return read_inner(read(self.folder / ledger), seconds, ledger)
+
+def run_inner(cfg: DictConfig, keep: Path | None = None) -> InnerRun:
+    """Run one inner loop in a temporary directory, in this process; copy its ledger to `keep`."""
+    from loop.engine import Engine
+    from loop.ledger import read
+    from loop.tools.cli import prepare
+
+    stages, task, device, config = prepare(cfg)
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="rsi-inner-") as tmp:
+        Engine(Path(tmp), stages, task, int(cfg.seed), device, config, say=lambda line: None).run()
+        events = read(Path(tmp) / "ledger.jsonl")
+        if keep is not None:
+            shutil.copyfile(Path(tmp) / "ledger.jsonl", keep)
+    return read_inner(events, time.perf_counter() - began, str(keep or ""))
 
 
 def measure(loops: InnerLoops, source: DictConfig, snapshot: Snapshot, protocol: Protocol,
@@ -117,7 +124,7 @@ def measure(loops: InnerLoops, source: DictConfig, snapshot: Snapshot, protocol:
     """The snapshot frozen into one inner loop per paired seed (`control`: the negative control's seeds)."""
     runs = []
     for i in range(protocol.seeds):
-        runs.append(loops.run(inner_config(source, snapshot, protocol, i, control)))
+        runs.append(loops.run(snapshot_config(source, snapshot, protocol, i, control)))
         progress()
     return runs
 

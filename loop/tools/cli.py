@@ -71,7 +71,8 @@ def build_stages(cfg: DictConfig):
     space = instantiate(cfg.successor, "successor")
     built = {key: instantiate(cfg[key], key) for key in STAGES if key != "generator"}
     built["generator"] = instantiate(cfg.generator, "generator", space=space)
-    return Stages(**built, truth=Accuracy(split="truth"), space=space,
+    truth = instantiate(cfg.truth, "truth") if cfg.get("truth") is not None else Accuracy(split="truth")
+    return Stages(**built, truth=truth, space=space,
                   tracker=instantiate(cfg.tracker, "tracker"))
 
 

@@ -251,6 +251,53 @@ def verdict(groups: Mapping[str, Sequence[Result]], measure: Measure) -> str:
     return sentence + f"; a Mann-Whitney U test finds the difference {judged} (two-sided p = {p:.3g})."
 
 
+def improver_section(groups: Mapping[str, Sequence[Result]]) -> list[str]:
+    """Sweeps of improvers (experiment=recursive_improver): per outer generation and group, the
+    incumbent's meta-train and held-out imp@k, mean over seeds with a 95% bootstrap interval over
+    seeds; with two groups, their difference paired seed by seed; and the compute each spent."""
+    from loop.meta.utility import paired
+
+    if not any("truth/imp/0" in m for rs in groups.values() for r in rs for m in r.run.scores.values()):
+        return []
+    generations = sorted({g.number for rs in groups.values() for r in rs for g in r.run.done})
+    out = ["## Improvers: meta-train and held-out imp@k per outer generation", "",
+           "The incumbent improver's imp@k (truth its inner loops gained in k inner generations), mean over "
+           "seeds [95% bootstrap interval over seeds]. Meta-train: what selection saw; **held-out**: families "
+           "no selection saw.", "",
+           "| gen | " + " | ".join(f"{name}: meta-train | {name}: held-out" for name in groups) + " |",
+           "|---:|" + "---:|---:|" * len(groups)]
+
+    def at(r: Result, g: int, key: str) -> float | None:
+        return dict(r.run.series(f"incumbent/{key}")).get(g)
+
+    for g in generations:
+        cells = []
+        for runs in groups.values():
+            for key in ("proxy", "truth"):
+                values = finite(at(r, g, key) for r in runs)
+                cells.append(paired(values).show() if values else "—")
+        out.append(f"| {g} | " + " | ".join(cells) + " |")
+    if len(groups) == 2:
+        (a, ra), (b, rb) = groups.items()
+        by_seed = {r.seed: r for r in rb}
+        pairs = [(r, by_seed[r.seed]) for r in ra if r.seed in by_seed]
+        out += ["", f"Held-out imp@k of `{a}` minus `{b}`, paired by seed ({len(pairs)} pairs):", "",
+                "| gen | difference [95% CI] | verdict |", "|---:|---:|---|"]
+        for g in generations:
+            d = [x - y for x, y in ((at(r, g, "truth"), at(q, g, "truth")) for r, q in pairs)
+                 if x is not None and y is not None]
+            if d:
+                diff = paired(d)
+                out.append(f"| {g} | {diff.show()} | {diff.words()} |")
+    out += ["", "| group | inner successors trained for selection, per run | for held-out measurement, per run |",
+            "|---|---:|---:|"]
+    for name, runs in groups.items():
+        spent = [sum(e.metrics.get("proxy/inner_trained", 0) for e in r.run.kept("evaluated")) for r in runs]
+        measured = [sum(e.metrics.get("truth/inner_trained", 0) for e in r.run.kept("evaluated")) for r in runs]
+        out.append(f"| {name} | {spread(spent)} | {spread(measured)} |")
+    return out + [""]
+
+
 # --- report.md -----------------------------------------------------------------------------
 
 
@@ -352,6 +399,7 @@ def markdown(name: str, groups: Mapping[str, Sequence[Result]], target: float) -
             f"- {verdict(groups, to_target)}", ""]
     out += gate_section(groups)
     out += w2s_section(groups)
+    out += improver_section(groups)
     out += ["## Plots", "", "![incumbent truth per generation, median and min–max over seeds](plots/truth.png)", "",
             "![incumbent proxy per generation](plots/proxy.png)", "",
             "![Goodhart gap of the incumbent per generation](plots/gap.png)", "",

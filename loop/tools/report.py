@@ -189,6 +189,72 @@ def w2s_section(run: Run) -> list[str]:
     return out + [""]
 
 
+def per_draw(metrics: Mapping[str, float], prefix: str) -> list[float]:
+    """The per-draw imp@k values an improver's meta-utility recorded (`proxy/imp/0`, ...), in order."""
+    values, i = [], 0
+    while f"{prefix}/imp/{i}" in metrics:
+        values.append(metrics[f"{prefix}/imp/{i}"])
+        i += 1
+    return values
+
+
+def payback(selection: float, gain: float, reference: float, per_task: float) -> str:
+    """Held-out tasks it takes for the meta-training compute (optimizer steps) to pay for itself, to
+    first order: a gain of `gain` in imp@k is worth gain / (reference / per_task) steps of generation
+    0's improver per task (its own gain per step, taken as linear)."""
+    if gain <= 0 or reference <= 0 or per_task <= 0:
+        return "never (no held-out gain over generation 0)"
+    return f"{selection / (gain * per_task / reference):,.0f} held-out tasks"
+
+
+def spent(events: Iterable[Event], prefix: str) -> str:
+    """Inner successors trained / optimizer steps that `events`' measurements spent."""
+    events = list(events)
+    return (f"{sum(e.metrics.get(f'{prefix}/inner_trained', 0) for e in events):,.0f} / "
+            f"{sum(e.metrics.get(f'{prefix}/inner_steps', 0) for e in events):,.0f}")
+
+
+def improver_section(run: Run) -> list[str]:
+    """One level up (successor=improver): meta-train and held-out meta-utility per outer generation
+    with intervals over the task draws, the held-out difference from generation 0 paired by draw,
+    and the compute the meta level spent."""
+    from loop.meta.utility import paired
+
+    scores = run.scores
+    if not any("truth/imp/0" in m for m in scores.values()) or run.baseline_id not in scores:
+        return []
+    base = scores[run.baseline_id]
+    base_truth = per_draw(base, "truth")
+    evaluated = run.kept("evaluated")
+    out = ["## Improvers: meta-utility on meta-train and held-out tasks", "",
+           "Each successor here is an improver; its score is **imp@k**, the truth its fresh inner loops "
+           "gained in k inner generations, averaged over task draws: meta-train draws for the proxy (what "
+           "selection sees), **held-out** families for the truth (what no selection sees). Intervals: 95% "
+           "bootstrap over the draws; the difference from generation 0 is paired draw by draw.", "",
+           "| gen | incumbent | meta-train imp@k [95% CI] | held-out imp@k [95% CI] | held-out minus generation 0 "
+           "[95% CI] | inner successors / steps for selection (cumulative) | for held-out measurement |",
+           "|---:|---|---:|---:|---:|---:|---:|"]
+    for g in run.done:
+        m = scores.get(g.finished.successor, {})
+        upto = [e for e in evaluated if e.generation <= g.number]
+        train, held = paired(per_draw(m, "proxy")), paired(per_draw(m, "truth"))
+        diff = paired([a - b for a, b in zip(per_draw(m, "truth"), base_truth)])
+        out.append(f"| {g.number} | {short(g.finished.successor)} | {train.show()} | {held.show()} | "
+                   f"{'—' if g.finished.successor == run.baseline_id else diff.show()} | "
+                   f"{spent(upto, 'proxy')} | {spent(upto, 'truth')} |")
+    final = scores.get(run.done[-1].finished.successor, {}) if run.done else {}
+    selection = sum(e.metrics.get("proxy/inner_steps", 0) for e in evaluated)
+    per_task = base.get("truth/inner_steps", 0) / max(len(base_truth), 1)
+    gain = final.get("truth", 0.0) - base.get("truth", 0.0)
+    final_steps = final.get("truth/inner_steps", 0) / max(len(per_draw(final, "truth")), 1)
+    out += ["", f"Meta-training spent {spent(evaluated, 'proxy')} inner successors / optimizer steps on selection "
+                f"(every improver's meta-train measurement). Payback: "
+                f"{payback(selection, gain, base.get('truth', 0.0), per_task)} (generation 0 gains "
+                f"{num(base.get('truth'))} imp@k with {per_task:,.0f} optimizer steps a task; the final incumbent "
+                f"{num(gain, sign=True)} more with {final_steps:,.0f}).", ""]
+    return out
+
+
 def utc(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -283,6 +349,7 @@ def markdown(name: str, run: Run) -> str:
         out += ["## Lineage", "", "Each promoted successor under the incumbent it was built from; a vetoed or "
                 "paused nominee ends its branch.", "", "```", *lineage_tree(nodes), "```", ""]
     out += w2s_section(run)
+    out += improver_section(run)
     out += time_table(run)
     out += ["## Gate decisions", ""]
     for e in gate_events:  # tests within tolerance fold away: what decided stays in sight

@@ -55,6 +55,12 @@ class Run:
         """The finished generations, in order."""
         return [g for g in self.generations.values() if g.finished]
 
+    @property
+    def baseline_id(self) -> str | None:
+        """The generation-0 successor, once generation 0 has finished."""
+        first = self.generations.get(0)
+        return first.finished.successor if first is not None and first.finished else None
+
     def series(self, key: str) -> list[tuple[int, float | None]]:
         """(generation, `key` of its `generation_finished` metrics) for every finished generation."""
         return [(g.number, g.finished.metrics.get(key)) for g in self.done]

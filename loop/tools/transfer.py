@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from loop.checkpoints import atomic_write
 from loop.config import CONFIG_DIR, ConfigError, moved_targets
 from loop.ledger import Event, LedgerError, read
-from loop.meta.improver import Protocol, Snapshot, inner_config
+from loop.meta.improver import Protocol, Snapshot, snapshot_config
 from loop.meta.utility import InnerLoops, InnerRun, Paired, imp_difference, measure
 from loop.tools.compare import SweepError, find_runs, group, is_sweep, load, overrides_of
 from loop.tools.runs import parse
@@ -133,7 +133,7 @@ def check_inner(sources: Sequence[Source], protocol: Protocol) -> None:
     for source in sources:
         for i in range(min(protocol.seeds, len(protocol.families))):
             try:
-                prepare(inner_config(source.config, source.snapshots[0], protocol, i))
+                prepare(snapshot_config(source.config, source.snapshots[0], protocol, i))
             except (ConfigError, ValueError) as err:
                 raise TransferError(f"{source.path}: its improver cannot run on held-out family "
                                     f"{protocol.task(i)[0]!r}: {err}") from None

@@ -27,7 +27,7 @@ from loop.checkpoints import Checkpoints, successor_id
 from loop.ledger import (AnchorError, Event, LedgerError, anchor_mismatch, canonical, read_anchor, read_records,
                          sha256_file, sha256_text)
 
-TRUTH = "evaluators.accuracy.Accuracy"  # the hidden truth evaluator every run uses (loop.tools.cli.build_stages)
+TRUTH = "evaluators.accuracy.Accuracy"  # the truth evaluator of a run that records none (config `truth: null`)
 
 
 def line_of(event: Event) -> str:
@@ -172,7 +172,7 @@ def check_code(config: dict[str, Any], started: Event, hashes: dict[str, Any], p
     from loop.config import MOVED
 
     plugins = started.detail.get("plugins") or {}
-    classes = {"evaluator": plugins.get("evaluator"), "gate": plugins.get("gate"), "truth": TRUTH}
+    classes = {"evaluator": plugins.get("evaluator"), "gate": plugins.get("gate"), "truth": plugins.get("truth", TRUTH)}
     prefixes, n, moved = _allowed(config), 0, []
     for stage, qualified in classes.items():
         expected = hashes.get(f"code/{stage}")

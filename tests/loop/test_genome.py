@@ -11,7 +11,7 @@ import pytest
 
 from conftest import CONFIGS, compose_config
 from loop.config import instantiate
-from loop.generator.bandit import Bandit
+from loop.generator.bandit import OPERATORS, Bandit
 from loop.generator.crossover import Crossover
 from loop.generator.mutation import Mutate, SelfAdaptive
 from loop.ledger import canonical
@@ -53,7 +53,8 @@ def test_mutated_children_round_trip(name):
     rng = np.random.default_rng(0)
     generators = [Mutate(space, rate=1.0, scale=1.0)]
     if {"rate", "scale"} <= set(space.genes["generator"]):
-        generators += [SelfAdaptive(space), Crossover(space), Bandit(space)]
+        usable = OPERATORS if space.genes["arch"] else ("all", "recipe", "crossover")  # an improver: no arch, no lr
+        generators += [SelfAdaptive(space), Crossover(space), Bandit(space, operators=usable)]
     parent, history = space.initial, []
     for g in range(1, 4):  # a few generations, so crossover and the bandit's operators all run
         for generator in generators:

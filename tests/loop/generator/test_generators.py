@@ -320,3 +320,21 @@ def test_crossover_mates_only_with_the_pool_of_best_past_genomes(space):
     children = Crossover(space, pool=1, tau=1e-9).propose(parent, history, 12, np.random.default_rng(0))
     widths = {c.arch["width"] for c in children}
     assert widths & {60} and not widths & {7}
+
+
+def moved(parent: Genome, child: Genome) -> int:
+    return sum(parent.arch[k] != child.arch[k] for k in parent.arch) + \
+        sum(parent.recipe[k] != child.recipe[k] for k in parent.recipe)
+
+
+def test_steps_from_sets_whose_rate_and_step_size_move_the_other_genes(space):
+    bold = space.check(space.initial.replace(generator={"rate": 1.0, "scale": 2.0}))
+    own = SelfAdaptive(space, tau=0.01).propose(bold, [], 60, np.random.default_rng(0))
+    first = SelfAdaptive(space, tau=0.01, steps_from="generation0").propose(bold, [], 60, np.random.default_rng(0))
+    n_genes = len(space.genes["arch"]) + len(space.genes["recipe"])
+    assert np.mean([moved(bold, c) for c in own]) > 0.9 * n_genes  # rate ~1: nearly every gene moves
+    assert np.mean([moved(bold, c) for c in first]) < 0.5 * n_genes  # generation 0's rate 0.3
+    assert all(abs(c.generator["rate"] - 1.0) < 0.05 for c in first)  # its own genes still self-adapt, as genes
+    assert len({c.generator["scale"] for c in first}) > 1
+    with pytest.raises(ValueError, match=r"generator.steps_from must be one of \['self', 'generation0'\], got 'x'"):
+        SelfAdaptive(space, steps_from="x")

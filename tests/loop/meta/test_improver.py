@@ -9,7 +9,7 @@ import pytest
 from conftest import compose_config
 from loop.config import instantiate
 from loop.generator.mutation import SelfAdaptive
-from loop.meta.improver import Protocol, Snapshot, frozen_space, inner_config
+from loop.meta.improver import Protocol, Snapshot, frozen_space, snapshot_config
 from omegaconf import OmegaConf
 
 PROTOCOL = Protocol(families=("classification", "digits_subset"), seeds=4, generations=2, candidates=2, steps=30)
@@ -21,7 +21,7 @@ def source():
 
 def test_frozen_genes_do_not_move_under_a_self_adapting_generator():
     snap = Snapshot("s", {"rate": 0.6, "scale": 1.2})
-    cfg = inner_config(source(), snap, PROTOCOL, 0)
+    cfg = snapshot_config(source(), snap, PROTOCOL, 0)
     space = instantiate(cfg.successor, "successor")
     assert dict(space.initial.generator) == {"rate": 0.6, "scale": 1.2}
     generator = SelfAdaptive(space, adapt=True, tau=1.0)  # adapts hard: only the bounds can hold it
@@ -41,21 +41,21 @@ def test_frozen_space_keeps_choice_and_log_genes_and_names_a_mismatch():
 
 
 def test_inner_config_is_the_source_run_on_a_held_out_draw():
-    cfg = inner_config(source(), Snapshot("s", {"rate": 0.3, "scale": 0.4}), PROTOCOL, 3)
+    cfg = snapshot_config(source(), Snapshot("s", {"rate": 0.3, "scale": 0.4}), PROTOCOL, 3)
     assert (cfg.objective.family, cfg.objective.draw) == ("digits_subset", 1)  # seed 3: families[1], draw 1
     assert OmegaConf.to_container(cfg.objective.budget) == {"generations": 2, "candidates": 2, "steps": 30}
     assert cfg.gate._target_ == "loop.gate.gates.Off" and cfg.tracker._target_.endswith("NoTracker")
     assert cfg.generator._target_ == "loop.generator.mutation.SelfAdaptive"  # the run's own machinery
     assert cfg.successor.init.arch == source().successor.init.arch  # the model starts from generation 0
     run_gate = Protocol(families=("wine",), gate="run")
-    assert inner_config(source(), Snapshot("s", {"rate": 0.3, "scale": 0.4}), run_gate, 0).gate._target_ \
+    assert snapshot_config(source(), Snapshot("s", {"rate": 0.3, "scale": 0.4}), run_gate, 0).gate._target_ \
         == "loop.gate.gates.Probes"
 
 
 def test_seed_i_is_the_same_task_and_inner_seed_for_every_improver_and_the_control_only_reseeds():
-    a = inner_config(source(), Snapshot("a", {"rate": 0.3, "scale": 0.4}), PROTOCOL, 2)
-    b = inner_config(source(), Snapshot("b", {"rate": 0.9, "scale": 0.1}), PROTOCOL, 2)
-    c = inner_config(source(), Snapshot("a", {"rate": 0.3, "scale": 0.4}), PROTOCOL, 2, control=True)
+    a = snapshot_config(source(), Snapshot("a", {"rate": 0.3, "scale": 0.4}), PROTOCOL, 2)
+    b = snapshot_config(source(), Snapshot("b", {"rate": 0.9, "scale": 0.1}), PROTOCOL, 2)
+    c = snapshot_config(source(), Snapshot("a", {"rate": 0.3, "scale": 0.4}), PROTOCOL, 2, control=True)
     assert (a.objective.family, a.objective.draw, a.seed) == (b.objective.family, b.objective.draw, b.seed)
     assert (c.objective.family, c.objective.draw) == (a.objective.family, a.objective.draw) and c.seed != a.seed
     other = Protocol(families=PROTOCOL.families, seeds=4, seed=1)

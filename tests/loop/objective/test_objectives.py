@@ -91,7 +91,7 @@ def test_bad_objective_settings_are_refused(make, match):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"inputs": "pixels"}, r"inputs='pixels' is not one of \['features', 'tokens'\]"),
+    ({"inputs": "pixels"}, r"inputs='pixels' is not one of \['features', 'tokens', 'tasks'\]"),
     ({"inputs": "tokens", "vocab": 0, "seq_len": 2}, "token inputs need vocab >= 2"),
     ({"image": (4, 4)}, r"image=\(4, 4\) must describe float features whose pixels number in_features=2"),
 ])

@@ -4,17 +4,14 @@ against the run's generation 0, with a negative control; bad input stops before 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import BIN, ledger_events, run_loop
+from conftest import TRANSFER_FAST as FAST, ledger_events, run_loop
 from loop.tools.transfer import TransferError, protocol_from, run_transfer, snapshots_of
 
-FAST = ["families=[classification]", "seeds=2", "generations=1", "candidates=2", "steps=30"]
 
 
 @pytest.fixture(scope="module")
@@ -91,24 +88,6 @@ def test_a_path_without_runs_is_named(tmp_path):
     with pytest.raises(TransferError, match="is neither a run directory"):
         run_transfer(tmp_path, FAST)
     assert list(tmp_path.iterdir()) == []
-
-
-def test_rsi_loop_transfer_command(sweep, tmp_path):
-    run = tmp_path / "run"
-    shutil.copytree(sweep / "0", run, ignore=shutil.ignore_patterns("transfer"))
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    done = subprocess.run([str(BIN / "rsi-loop-transfer"), str(run), *FAST, "snapshots=final"], env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == str(run / "transfer" / "transfer.md")
-    assert "transfer: 1/" in done.stderr and "inner loops" in done.stderr  # progress, on stderr
-    assert "negative control" in (run / "transfer" / "transfer.md").read_text()
-    bad = subprocess.run([str(BIN / "rsi-loop-transfer"), str(run), "families=[mnist]"], env=env,
-                         capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "unknown task family 'mnist'" in bad.stderr
-    verify = subprocess.run([str(BIN / "rsi-loop-verify"), str(run)], env=env, capture_output=True, text=True,
-                            timeout=120)
-    assert verify.returncode == 0, verify.stdout + verify.stderr  # the run itself is untouched
 
 
 def test_a_successor_family_that_cannot_read_a_held_out_family_is_refused_before_running():

@@ -1,0 +1,112 @@
+"""The improver improves itself: the same engine one level up, checked through what it wrote."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import OUTER, compose_config, ledger_events
+from loop.config import ConfigError
+from loop.meta.improver import improver_config
+from loop.meta.utility import run_inner
+from loop.objective.improvers import Improvers, task_draw
+from loop.stages import Genome
+from loop.tools.cli import build_stages, run_experiment
+from loop.tools.verify import verify
+
+
+
+def run_outer(run_dir, *overrides):
+    cfg = compose_config(*OUTER, *overrides)
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    lines: list[str] = []
+    return run_experiment(cfg, run_dir, say=lines.append), cfg
+
+
+@pytest.fixture(scope="module")
+def outer(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("outer") / "run"
+    state, cfg = run_outer(run_dir)
+    return run_dir, state, cfg
+
+
+def test_an_outer_run_scores_improvers_by_their_inner_loops(outer):
+    run_dir, state, _ = outer
+    assert state.finished
+    evaluated = [e for e in ledger_events(run_dir) if e.event == "evaluated"]
+    assert len(evaluated) == 1 + 2  # generation 0's improver and 2 candidates
+    for e in evaluated:
+        m = e.metrics
+        assert m["proxy"] == pytest.approx(statistics.fmean([m["proxy/imp/0"], m["proxy/imp/1"]]), abs=1e-6)
+        assert m["truth"] == pytest.approx(statistics.fmean([m["truth/imp/0"], m["truth/imp/1"]]), abs=1e-6)
+        assert m["proxy/inner_loops"] == m["truth/inner_loops"] == 2
+        assert m["proxy/inner_trained"] > 0 and m["proxy/inner_steps"] > 0  # compute, counted
+    cards = [(run_dir / "successors" / f"{e.successor}.json") for e in evaluated]
+    assert all('"family": "improver"' in c.read_text() for c in cards)
+    started = ledger_events(run_dir)[0]
+    assert started.detail["plugins"]["truth"] == "evaluators.meta_utility.MetaUtility"
+    problems, summary = verify(run_dir)
+    assert problems == [] and "3 code files" in summary
+    report = (run_dir / "report.md").read_text()
+    assert "## Improvers: meta-utility on meta-train and held-out tasks" in report
+    base = evaluated[0].metrics
+    assert f"| 0 | `{evaluated[0].successor[:8]}` | {base['proxy']:+.4f} [" in report  # mean over the draws
+    assert (f"Meta-training spent {sum(e.metrics['proxy/inner_trained'] for e in evaluated):,.0f} / "
+            f"{sum(e.metrics['proxy/inner_steps'] for e in evaluated):,.0f} inner successors") in report
+
+
+def test_the_ledger_proxy_is_what_the_improvers_inner_loops_give_when_rerun(outer):
+    """An independent recomputation: the inner loops rerun from the improver's card and the proxy
+    split's rows, outside the engine."""
+    run_dir, _, cfg = outer
+    from evaluators.meta_utility import MetaUtility
+
+    first = next(e for e in ledger_events(run_dir) if e.event == "evaluated" and e.generation == 1)
+    genome = Genome.from_dict(__import__("json").loads((run_dir / "successors" / f"{first.successor}.json")
+                                                       .read_text())["genome"])
+    objective = Improvers(**{k: v for k, v in OmegaConf.to_container(cfg.objective).items() if k != "_target_"})
+    source = MetaUtility(inner=list(cfg.evaluator.inner)).source()
+    for i, row in enumerate(objective.rows("proxy")):
+        run = run_inner(improver_config(source, genome, row, cfg.evaluator.generations, cfg.evaluator.compute))
+        assert run.imp(1) == pytest.approx(first.metrics[f"proxy/imp/{i}"], abs=1e-6)
+
+
+def test_held_out_families_are_only_in_the_truth_split():
+    objective = Improvers(budget={"generations": 1, "candidates": 1, "steps": 1}, meta_train=["classification", "wine"],
+                          held_out=["digits_noisy"], seeds=6)
+    task = objective.prepare()
+    for split in ("train", "proxy", "audit", "probe"):
+        assert {task_draw(r)[0] for r in task.splits[split].x.tolist()} == {"classification", "wine"}
+    assert {task_draw(r)[0] for r in task.splits["truth"].x.tolist()} == {"digits_noisy"}
+    draws = [tuple(r[:2]) for s in ("train", "proxy", "audit", "probe") for r in task.splits[s].x.tolist()]
+    assert len(draws) == len(set(draws))  # no task draw serves two splits
+    assert objective.rows("proxy") == Improvers(**{**objective.__dict__}).rows("proxy")  # paired: fixed rows
+
+
+@pytest.mark.parametrize("override,message", [
+    ("objective.meta_train=[mnist]", "objective.meta_train names unknown task family 'mnist'"),
+    ("objective.held_out=[classification]", "objective.held_out lists classification, also in objective.meta_train"),
+    ("successor.init.recipe.candidates=20", r"gene recipe.candidates=20 is outside \[2, 8\]"),
+    ("+successor.space.recipe.lr={type:float,low:0.1,high:1}", "the improver family has no gene recipe.lr"),
+    ("evaluator.compute=0", "compute must be a whole number >= 1, got 0"),
+    ("evaluator.inner=['nope=1']", r"inner=\['nope=1'\] does not compose into an inner loop's config: .*\+nope=1"),
+])
+def test_bad_outer_input_stops_before_anything_is_written(tmp_path, override, message):
+    cfg = compose_config(*OUTER, override)
+    with pytest.raises(ConfigError, match=message):
+        stages = build_stages(cfg)
+        stages.evaluator.source()  # composing the inner config is part of building it
+    with pytest.raises(ConfigError):
+        run_experiment(cfg, tmp_path / "run", say=lambda line: None)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_two_arms_differ_only_in_whose_step_sizes_propose(tmp_path):
+    recursive = compose_config(*OUTER, "generator.steps_from=self")
+    control = compose_config(*OUTER, "generator.steps_from=generation0")
+    a, b = OmegaConf.to_container(recursive), OmegaConf.to_container(control)
+    assert a.pop("generator") != b.pop("generator")
+    assert a == b  # equal compute, same tasks, same seeds
