@@ -35,12 +35,13 @@ class MetaUtility:
     compute: int = 600  # inner candidates x steps per candidate, the same for every improver
     split: str = "proxy"  # proxy: meta-train draws; truth: held-out draws (the truth evaluator)
     gate: str = "off"  # the inner loops' gate: off, or run (the one `inner` composes)
+    workers: int = 1  # 1: inner loops in this process; N: on N worker processes of one torch thread each
     _source: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.inner, str) or not all(isinstance(o, str) for o in self.inner):
             raise ValueError(f"inner must be a list of overrides such as ['successor=mlp'], got {self.inner!r}")
-        for name, value in (("generations", self.generations), ("compute", self.compute)):
+        for name, value in (("generations", self.generations), ("compute", self.compute), ("workers", self.workers)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
         if self.gate not in GATES:
@@ -70,17 +71,21 @@ class MetaUtility:
                                   f"{' '.join(str(err).split())}") from None
         return self._source
 
+    def source_with(self, *overrides: str):
+        """The inner config with more overrides (e.g. another gate), composed the same way."""
+        return MetaUtility(inner=[*self.inner, *overrides], generations=self.generations, compute=self.compute,
+                           split=self.split, gate=self.gate, workers=self.workers).source()
+
     def evaluate(self, model: "nn.Module", data: DataView) -> Scores:
         from loop.meta.improver import improver_config
-        from loop.meta.utility import run_inner
+        from loop.meta.utility import run_inners
         from loop.objective.improvers import task_draw
 
         genome = getattr(model, "genome", None)
         if genome is None or genome.family != "improver":
             raise TypeError(f"meta_utility scores improvers (successor=improver), got {type(model).__name__}")
-        runs = [run_inner(improver_config(self.source(), genome, task_draw(row), self.generations, self.compute,
-                                          self.gate))
-                for row in data[self.split].x.tolist()]
+        runs = run_inners([improver_config(self.source(), genome, task_draw(row), self.generations, self.compute,
+                                           self.gate) for row in data[self.split].x.tolist()], self.workers)
         imps = [r.imp(self.generations) for r in runs]
         return Scores(statistics.fmean(imps), {
             "area": statistics.fmean(r.area for r in runs),

@@ -21,7 +21,8 @@ TINY = ["experiment=quick", "tracker=none"]  # 3 generations x 3 candidates x at
 TRANSFER_FAST = ["families=[classification]", "seeds=2", "generations=1", "candidates=2", "steps=30"]
 # experiment=recursive_improver at a tiny budget: 1 outer generation of 2 improvers, 2 draws per split
 OUTER = ["experiment=recursive_improver_quick", "tracker=none", "objective.seeds=2", "objective.budget.generations=1",
-         "evaluator.generations=1", "evaluator.compute=60", "evaluator.inner=['execution=serial']"]
+         "evaluator.generations=1", "evaluator.compute=60", "evaluator.inner=['execution=serial']",
+         "evaluator.workers=1"]
 
 
 def compose_config(*overrides: str):

@@ -360,7 +360,7 @@ def test_rsi_loop_transfer_command(cli_run, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(run / "transfer" / "transfer.md")
-    assert "transfer: 1/" in done.stderr and "inner loops" in done.stderr  # progress, on stderr
+    assert "transfer: 2/6 inner loops (run: generation 0" in done.stderr  # progress, on stderr
     assert "negative control" in (run / "transfer" / "transfer.md").read_text()
     bad = subprocess.run([str(BIN / "rsi-loop-transfer"), str(run), "families=[mnist]"], env=env,
                          capture_output=True, text=True, timeout=120)
@@ -376,7 +376,7 @@ def test_both_arms_through_the_command_line(tmp_path):
     from omegaconf import OmegaConf
 
     env = ENV
-    done = subprocess.run([str(BIN / "rsi-loop"), "-m", *OUTER, "hydra.sweeper.params.seed=0",
+    done = subprocess.run([str(BIN / "rsi-loop"), "-m", *OUTER, "evaluator.workers=2", "hydra.sweeper.params.seed=0",
                            f"hydra.sweep.dir={tmp_path}"], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     arms = {}

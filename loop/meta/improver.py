@@ -57,11 +57,13 @@ class Protocol:
     steps: int = 200
     gate: str = "off"  # the inner loops' gate: off, or run (the source run's own)
     seed: int = 0  # the protocol's own seed: which draws and inner seeds seed i stands for
+    workers: int = 1  # 1: inner loops in this process; N: on N worker processes (loop.meta.utility.run_inners)
     extra: Mapping[str, Any] = field(default_factory=dict)  # recorded with it (e.g. what it was for)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "families", tuple(check_families(list(self.families), "families")))
-        for name, low in (("seeds", 2), ("generations", 1), ("candidates", 1), ("steps", 1), ("seed", 0)):
+        for name, low in (("seeds", 2), ("generations", 1), ("candidates", 1), ("steps", 1), ("seed", 0),
+                          ("workers", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
@@ -80,7 +82,7 @@ class Protocol:
         """What is held out and how it is measured, as recorded (and hashed) with every result."""
         return {"families": list(self.families), "seeds": self.seeds, "generations": self.generations,
                 "candidates": self.candidates, "steps": self.steps, "gate": self.gate, "seed": self.seed,
-                **dict(self.extra)}
+                "workers": self.workers, **dict(self.extra)}
 
     def sha256(self) -> str:
         return hashlib.sha256(canonical(self.record()).encode()).hexdigest()

@@ -21,7 +21,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 from omegaconf import DictConfig
@@ -29,6 +29,9 @@ from omegaconf import DictConfig
 from loop.ledger import Event, canonical
 from loop.meta.improver import Protocol, Snapshot, snapshot_config
 from loop.state import settle
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 CONFIDENCE = 0.95
 BOOTSTRAP_ROUNDS = 10_000
@@ -45,6 +48,11 @@ class InnerRun:
     steps: int  # optimizer steps over all of them
     seconds: float  # wall time of the loop
     ledger: str  # where its ledger was kept, relative to the measurement's folder
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "InnerRun":
+        """Read back what `dataclasses.asdict` wrote (JSON has no tuples)."""
+        return cls(**{**data, "truth": tuple(data["truth"])})
 
     def imp(self, k: int) -> float:
         """imp@k: the truth gained by generation k over generation 0."""
@@ -72,39 +80,48 @@ def read_inner(events: Sequence[Event], seconds: float, ledger: str) -> InnerRun
 class InnerLoops:
     """Runs inner loops and keeps what they found in `folder` (`<folder>/inner/<key>.json` and the
     ledger beside it). A loop whose config was run before is read back, not rerun: the key is a hash
-    of the whole config, and same config and seed give the same ledger."""
+    of the whole config (and of the worker count, since threads can change float rounding), and the
+    same config and seed give the same ledger."""
 
     def __init__(self, folder: Path, say: Callable[[str], None] = lambda line: None):
         self.folder = folder
         (folder / "inner").mkdir(parents=True, exist_ok=True)
         self.say = say
         self.ran = 0  # inner loops run by this object (not read back)
-        self.seconds = 0.0
 
-    def run(self, cfg: DictConfig) -> InnerRun:
+    def key(self, cfg: DictConfig, workers: int) -> str:
         import hashlib
 
         from omegaconf import OmegaConf
 
-        key = hashlib.sha256(canonical(OmegaConf.to_container(cfg, resolve=True)).encode()).hexdigest()[:16]
-        kept = self.folder / "inner" / f"{key}.json"
-        if kept.is_file():
-            return InnerRun(**{**json.loads(kept.read_text()), "truth": tuple(json.loads(kept.read_text())["truth"])})
-        result = self._run(cfg, key)
+        wired = {"config": OmegaConf.to_container(cfg, resolve=True), **({"workers": workers} if workers > 1 else {})}
+        return hashlib.sha256(canonical(wired).encode()).hexdigest()[:16]
+
+    def run(self, cfg: DictConfig) -> InnerRun:
+        return self.run_many([cfg])[0]
+
+    def run_many(self, cfgs: Sequence[DictConfig], workers: int = 1) -> list[InnerRun]:
+        """Each config's inner loop: read back if kept, else run (on `workers` processes) and kept."""
         from loop.checkpoints import atomic_write
 
-        atomic_write(kept, json.dumps(asdict(result), indent=1).encode())
-        return result
+        keys = [self.key(cfg, workers) for cfg in cfgs]
+        todo: dict[str, DictConfig] = {}
+        for key, cfg in zip(keys, cfgs):
+            if key not in todo and not (self.folder / "inner" / f"{key}.json").is_file():
+                todo[key] = cfg
+        ledgers = [f"inner/{key}.ledger.jsonl" for key in todo]
+        results = run_inners(list(todo.values()), workers, [self.folder / ledger for ledger in ledgers])
+        for key, ledger, result in zip(todo, ledgers, results):
+            atomic_write(self.folder / "inner" / f"{key}.json",
+                         json.dumps({**asdict(result), "ledger": ledger}, indent=1).encode())
+        self.ran += len(todo)
+        return [InnerRun.from_dict(json.loads((self.folder / "inner" / f"{key}.json").read_text())) for key in keys]
 
-    def _run(self, cfg: DictConfig, key: str) -> InnerRun:
-        ledger = f"inner/{key}.ledger.jsonl"
-        result = run_inner(cfg, self.folder / ledger)
-        self.ran, self.seconds = self.ran + 1, self.seconds + result.seconds
-        return InnerRun(**{**asdict(result), "ledger": ledger})
 
-
-def run_inner(cfg: DictConfig, keep: Path | None = None) -> InnerRun:
-    """Run one inner loop in a temporary directory, in this process; copy its ledger to `keep`."""
+def run_inner(cfg: DictConfig, keep: Path | None = None, after: Callable | None = None):
+    """Run one inner loop in a temporary directory, in this process; copy its ledger to `keep`.
+    With `after(engine, state)`, also return what it says of the finished loop while its
+    checkpoints still exist (e.g. probes of its final incumbent): `(InnerRun, after's answer)`."""
     from loop.engine import Engine
     from loop.ledger import read
     from loop.tools.cli import prepare
@@ -112,20 +129,68 @@ def run_inner(cfg: DictConfig, keep: Path | None = None) -> InnerRun:
     stages, task, device, config = prepare(cfg)
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rsi-inner-") as tmp:
-        Engine(Path(tmp), stages, task, int(cfg.seed), device, config, say=lambda line: None).run()
+        engine = Engine(Path(tmp), stages, task, int(cfg.seed), device, config, say=lambda line: None)
+        state = engine.run()
+        answer = after(engine, state) if after is not None else None
         events = read(Path(tmp) / "ledger.jsonl")
         if keep is not None:
             shutil.copyfile(Path(tmp) / "ledger.jsonl", keep)
-    return read_inner(events, time.perf_counter() - began, str(keep or ""))
+    run = read_inner(events, time.perf_counter() - began, str(keep or ""))
+    return run if after is None else (run, answer)
+
+
+# --- inner loops on worker processes ---------------------------------------------------------
+
+_POOLS: dict[int, "ProcessPoolExecutor"] = {}
+
+
+def _start_inner_worker() -> None:
+    import os
+
+    import torch
+
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    torch.set_num_threads(1)  # small models: one thread per worker beats workers fighting over cores
+
+
+def _run_wired(config: dict, keep: str | None) -> dict:
+    from omegaconf import OmegaConf
+
+    return asdict(run_inner(OmegaConf.create(config), Path(keep) if keep else None))
+
+
+def run_inners(cfgs: Sequence[DictConfig], workers: int = 1, keep: Sequence[Path | None] | None = None
+               ) -> list[InnerRun]:
+    """Run inner loops in this process (`workers` 1), or on that many spawned worker processes of one
+    torch thread each, started once and reused (imports are paid once per worker, not per loop);
+    `keep`: where each one's ledger is copied. The inner loops are the same either way, up to the
+    float rounding a different thread count can give."""
+    keep = list(keep) if keep is not None else [None] * len(cfgs)
+    if workers <= 1 or len(cfgs) <= 1:
+        return [run_inner(cfg, path) for cfg, path in zip(cfgs, keep)]
+    import atexit
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from omegaconf import OmegaConf
+
+    pool = _POOLS.get(workers)
+    if pool is None:
+        pool = _POOLS[workers] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                                     initializer=_start_inner_worker)
+        atexit.register(pool.shutdown, cancel_futures=True)
+    futures = [pool.submit(_run_wired, OmegaConf.to_container(cfg, resolve=True), str(path) if path else None)
+               for cfg, path in zip(cfgs, keep)]
+    return [InnerRun.from_dict(f.result()) for f in futures]
 
 
 def measure(loops: InnerLoops, source: DictConfig, snapshot: Snapshot, protocol: Protocol,
-            control: bool = False, progress: Callable[[], None] = lambda: None) -> list[InnerRun]:
-    """The snapshot frozen into one inner loop per paired seed (`control`: the negative control's seeds)."""
-    runs = []
-    for i in range(protocol.seeds):
-        runs.append(loops.run(snapshot_config(source, snapshot, protocol, i, control)))
-        progress()
+            control: bool = False, progress: Callable[[int], None] = lambda n: None) -> list[InnerRun]:
+    """The snapshot frozen into one inner loop per paired seed (`control`: the negative control's
+    seeds), on `protocol.workers` processes; `progress(n)` after them."""
+    runs = loops.run_many([snapshot_config(source, snapshot, protocol, i, control) for i in range(protocol.seeds)],
+                          protocol.workers)
+    progress(len(runs))
     return runs
 
 

@@ -25,7 +25,7 @@ from typing import Callable, Mapping, Sequence
 from loop.checkpoints import atomic_write
 from loop.ledger import LedgerError, read
 from loop.tools.plots import empty_panel, png_bytes
-from loop.tools.report import finite, num, pgr, spread, tally, write_report
+from loop.tools.report import finite, num, payback_of, pgr, spread, tally, write_report
 from loop.tools.runs import Run, parse, status, veto_counts, w2s_generations
 
 TARGET = 0.95  # default truth an incumbent must reach to count for generations-to-target
@@ -190,8 +190,11 @@ def steps_spread(values: Sequence[float]) -> str:
     return f"{steps(statistics.median(values))} ({steps(min(values))}–{steps(max(values))})"
 
 
-def counts(values: Sequence[int]) -> str:
-    return f"{statistics.median(values):g} ({min(values)}–{max(values)})" if len(set(values)) > 1 else f"{values[0]}"
+def counts(values: Sequence[float]) -> str:
+    """Median (min–max) of whole numbers, with thousands separators; infinite ones shown as inf."""
+    show = lambda v: "inf" if math.isinf(v) else f"{v:,.0f}" if v == int(v) else f"{v:g}"  # noqa: E731
+    return f"{show(statistics.median(values))} ({show(min(values))}–{show(max(values))})" \
+        if len(set(values)) > 1 else show(values[0])
 
 
 def blocked_by(runs: Sequence[Result]) -> str:
@@ -289,12 +292,20 @@ def improver_section(groups: Mapping[str, Sequence[Result]]) -> list[str]:
             if d:
                 diff = paired(d)
                 out.append(f"| {g} | {diff.show()} | {diff.words()} |")
-    out += ["", "| group | inner successors trained for selection, per run | for held-out measurement, per run |",
-            "|---|---:|---:|"]
+    out += ["", "Compute and payback per run, median (min–max) over seeds: optimizer steps of inner loops spent on "
+                "selection (meta-train measurements) and on the held-out measurement, and how many held-out "
+                "tasks the selection compute takes to pay for itself (per run report; inf: no held-out gain).", "",
+            "| group | inner successors for selection | steps for selection | steps for held-out measurement "
+            "| payback (held-out tasks) |", "|---|---:|---:|---:|---:|"]
     for name, runs in groups.items():
-        spent = [sum(e.metrics.get("proxy/inner_trained", 0) for e in r.run.kept("evaluated")) for r in runs]
-        measured = [sum(e.metrics.get("truth/inner_trained", 0) for e in r.run.kept("evaluated")) for r in runs]
-        out.append(f"| {name} | {spread(spent)} | {spread(measured)} |")
+        def total(r: Result, key: str) -> float:
+            return sum(e.metrics.get(key, 0) for e in r.run.kept("evaluated"))
+
+        paybacks = [p.tasks for p in map(payback_of, (r.run for r in runs)) if p is not None]
+        out.append(f"| {name} | {counts([total(r, 'proxy/inner_trained') for r in runs])} | "
+                   f"{counts([total(r, 'proxy/inner_steps') for r in runs])} | "
+                   f"{counts([total(r, 'truth/inner_steps') for r in runs])} | "
+                   f"{counts(paybacks) if paybacks else '—'} |")
     return out + [""]
 
 

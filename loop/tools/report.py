@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -198,13 +199,40 @@ def per_draw(metrics: Mapping[str, float], prefix: str) -> list[float]:
     return values
 
 
-def payback(selection: float, gain: float, reference: float, per_task: float) -> str:
-    """Held-out tasks it takes for the meta-training compute (optimizer steps) to pay for itself, to
-    first order: a gain of `gain` in imp@k is worth gain / (reference / per_task) steps of generation
-    0's improver per task (its own gain per step, taken as linear)."""
-    if gain <= 0 or reference <= 0 or per_task <= 0:
-        return "never (no held-out gain over generation 0)"
-    return f"{selection / (gain * per_task / reference):,.0f} held-out tasks"
+@dataclass(frozen=True)
+class Payback:
+    """What the meta level spent on selection, and how many held-out tasks pay it back."""
+
+    selection: float  # optimizer steps of every improver's meta-train measurement
+    gain: float  # the final incumbent's held-out imp@k minus generation 0's
+    reference: float  # generation 0's held-out imp@k
+    per_task: float  # generation 0's optimizer steps per held-out task
+    final_per_task: float  # the final incumbent's
+
+    @property
+    def tasks(self) -> float:
+        """Held-out tasks for the selection compute to pay for itself, to first order: a gain of
+        `gain` is worth gain / (reference / per_task) steps of generation 0's improver per task (its
+        own gain per step, taken as linear); infinite without a gain."""
+        if self.gain <= 0 or self.reference <= 0 or self.per_task <= 0:
+            return math.inf
+        return self.selection / (self.gain * self.per_task / self.reference)
+
+    def words(self) -> str:
+        return "never (no held-out gain over generation 0)" if math.isinf(self.tasks) else \
+            f"{self.tasks:,.0f} held-out tasks"
+
+
+def payback_of(run: Run) -> Payback | None:
+    """An improver run's payback, from its ledger; None for a run of models."""
+    scores = run.scores
+    if not run.done or run.baseline_id not in scores or "truth/imp/0" not in scores[run.baseline_id]:
+        return None
+    base, final = scores[run.baseline_id], scores.get(run.done[-1].finished.successor, {})
+    per_task = lambda m: m.get("truth/inner_steps", 0) / max(len(per_draw(m, "truth")), 1)  # noqa: E731
+    return Payback(sum(e.metrics.get("proxy/inner_steps", 0) for e in run.kept("evaluated")),
+                   final.get("truth", 0.0) - base.get("truth", 0.0), base.get("truth", 0.0), per_task(base),
+                   per_task(final))
 
 
 def spent(events: Iterable[Event], prefix: str) -> str:
@@ -221,7 +249,7 @@ def improver_section(run: Run) -> list[str]:
     from loop.meta.utility import paired
 
     scores = run.scores
-    if not any("truth/imp/0" in m for m in scores.values()) or run.baseline_id not in scores:
+    if payback_of(run) is None:
         return []
     base = scores[run.baseline_id]
     base_truth = per_draw(base, "truth")
@@ -242,16 +270,11 @@ def improver_section(run: Run) -> list[str]:
         out.append(f"| {g.number} | {short(g.finished.successor)} | {train.show()} | {held.show()} | "
                    f"{'—' if g.finished.successor == run.baseline_id else diff.show()} | "
                    f"{spent(upto, 'proxy')} | {spent(upto, 'truth')} |")
-    final = scores.get(run.done[-1].finished.successor, {}) if run.done else {}
-    selection = sum(e.metrics.get("proxy/inner_steps", 0) for e in evaluated)
-    per_task = base.get("truth/inner_steps", 0) / max(len(base_truth), 1)
-    gain = final.get("truth", 0.0) - base.get("truth", 0.0)
-    final_steps = final.get("truth/inner_steps", 0) / max(len(per_draw(final, "truth")), 1)
+    pay = payback_of(run)
     out += ["", f"Meta-training spent {spent(evaluated, 'proxy')} inner successors / optimizer steps on selection "
-                f"(every improver's meta-train measurement). Payback: "
-                f"{payback(selection, gain, base.get('truth', 0.0), per_task)} (generation 0 gains "
-                f"{num(base.get('truth'))} imp@k with {per_task:,.0f} optimizer steps a task; the final incumbent "
-                f"{num(gain, sign=True)} more with {final_steps:,.0f}).", ""]
+                f"(every improver's meta-train measurement). Payback: {pay.words()} (generation 0 gains "
+                f"{num(pay.reference)} imp@k with {pay.per_task:,.0f} optimizer steps a task; the final incumbent "
+                f"{num(pay.gain, sign=True)} more with {pay.final_per_task:,.0f}).", ""]
     return out
 
 

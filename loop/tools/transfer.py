@@ -179,9 +179,9 @@ def run_transfer(path: Path, overrides: Sequence[str] = (), say: Callable[[str],
     done = [0]
     began = time.perf_counter()
 
-    def progress(name: str) -> Callable[[], None]:
-        def tick() -> None:
-            done[0] += 1
+    def progress(name: str) -> Callable[[int], None]:
+        def tick(n: int) -> None:
+            done[0] += n
             say(f"transfer: {done[0]}/{total} inner loops ({name}; {time.perf_counter() - began:.0f} s)")
         return tick
 

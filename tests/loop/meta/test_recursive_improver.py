@@ -110,3 +110,43 @@ def test_the_two_arms_differ_only_in_whose_step_sizes_propose(tmp_path):
     a, b = OmegaConf.to_container(recursive), OmegaConf.to_container(control)
     assert a.pop("generator") != b.pop("generator")
     assert a == b  # equal compute, same tasks, same seeds
+
+
+def test_the_outer_gate_judges_improvers_by_the_probe_regressions_their_inner_loops_promote(tmp_path):
+    run_dir = tmp_path / "run"
+    # inner loops long enough that improvers differ, and no promotion margin: a nominee to review
+    state, _ = run_outer(run_dir, "gate=inner_probes", "evaluator.compute=120", "evaluator.generations=2",
+                         "promotion.margin=0")
+    assert state.finished
+    reviews = [e for e in ledger_events(run_dir) if e.event in ("promoted", "vetoed") and e.generation >= 1]
+    assert reviews, "the tiny run should nominate at least one improver"
+    for e in reviews:
+        assert set(e.metrics) == {"probe/inner_regressions", "probe/inner_regressions_incumbent"}
+        assert e.reasons[0].startswith("inner probe regressions: the nominee's inner loops promoted a model")
+        assert (e.event == "vetoed") == (e.metrics["probe/inner_regressions"]
+                                         > e.metrics["probe/inner_regressions_incumbent"])
+
+
+def test_the_outer_gate_vetoes_more_regressions_than_the_incumbents_and_names_the_probes(monkeypatch):
+    from types import SimpleNamespace
+
+    from loop.gate.improvers import InnerProbes
+    from loop.stages import DataView, Split
+    import torch
+
+    gate = InnerProbes(inner=["execution=serial"], generations=1, compute=60)
+    findings = {"nominee": [["calibration"], ["robustness", "calibration"], []], "incumbent": [[], [], ["ood"]]}
+    monkeypatch.setattr(gate, "judge", lambda improver, rows: findings[improver.id])
+    rows = DataView({"probe": Split(torch.zeros(3, 3, dtype=torch.long), torch.zeros(3, dtype=torch.long))},
+                    ["probe"], "gate")
+    scored = lambda name: SimpleNamespace(id=name)  # noqa: E731
+    decision = gate.review(scored("nominee"), scored("incumbent"), scored("incumbent"), rows, [])
+    assert decision.action == "veto"
+    assert decision.probes == {"probe/inner_regressions": 2.0, "probe/inner_regressions_incumbent": 1.0}
+    assert "on 2 of 3 draws, the incumbent's on 1 (margin 0" in decision.reasons[0]
+    assert decision.reasons[0].endswith("probes that fired for the nominee: calibration (2), robustness (1)")
+    tolerant = InnerProbes(inner=["execution=serial"], generations=1, compute=60, margin=1)
+    monkeypatch.setattr(tolerant, "judge", lambda improver, rows: findings[improver.id])
+    assert tolerant.review(scored("nominee"), scored("incumbent"), scored("incumbent"), rows, []).action == "promote"
+    with pytest.raises(ValueError, match="gate.margin must be a whole number >= 0, got -1"):
+        InnerProbes(margin=-1)

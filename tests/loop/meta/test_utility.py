@@ -108,3 +108,18 @@ def test_a_grid_of_runs_and_seeds_resamples_both():
     assert paired_grid([[0.1, 0.3, 0.2]]) == paired([0.1, 0.3, 0.2])
     with pytest.raises(ValueError, match="must be runs x seeds"):
         paired_grid([0.1, 0.2])
+
+
+def test_inner_loops_on_worker_processes_are_the_same_inner_loops(source, tmp_path):
+    from loop.meta.improver import snapshot_config
+    from loop.meta.utility import run_inners
+
+    tiny = Protocol(families=("classification",), seeds=2, generations=1, candidates=2, steps=30)
+    cfgs = [snapshot_config(source, G0, tiny, i) for i in range(2)]
+    here = run_inners(cfgs)
+    there = run_inners(cfgs, workers=2, keep=[tmp_path / "a.jsonl", tmp_path / "b.jsonl"])
+    assert [(r.task, r.seed, r.truth, r.trained, r.steps) for r in there] == \
+        [(r.task, r.seed, r.truth, r.trained, r.steps) for r in here]
+    assert read(tmp_path / "a.jsonl")[-1].event == "run_finished"  # the worker kept its ledger
+    loops = InnerLoops(tmp_path / "kept")
+    assert loops.run_many(cfgs, workers=2) == loops.run_many(cfgs, workers=2) and loops.ran == 2
