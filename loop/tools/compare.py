@@ -301,7 +301,8 @@ def improver_section(groups: Mapping[str, Sequence[Result]]) -> list[str]:
         def total(r: Result, key: str) -> float:
             return sum(e.metrics.get(key, 0) for e in r.run.kept("evaluated"))
 
-        paybacks = [p.tasks for p in map(payback_of, (r.run for r in runs)) if p is not None]
+        paybacks = [p.tasks if math.isinf(p.tasks) else round(p.tasks)
+                    for p in map(payback_of, (r.run for r in runs)) if p is not None]
         out.append(f"| {name} | {counts([total(r, 'proxy/inner_trained') for r in runs])} | "
                    f"{counts([total(r, 'proxy/inner_steps') for r in runs])} | "
                    f"{counts([total(r, 'truth/inner_steps') for r in runs])} | "

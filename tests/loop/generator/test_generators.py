@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from conftest import CONFIGS, ledger_events, run_loop
 from loop.generator.bandit import OPERATORS, Bandit, sibling_ranks
+from loop.generator.credit import GroupElite
 from loop.generator.crossover import Crossover, mating_pool, recombine
 from loop.generator.mutation import Mutate, SelfAdaptive
 from loop.stages import Genome, Past
@@ -268,7 +269,7 @@ def counted(run_dir):
             for g, events in sorted(settle(ledger_events(run_dir)).generations.items()) for e in events]
 
 
-@pytest.mark.parametrize("generator", ["crossover", "bandit"])
+@pytest.mark.parametrize("generator", ["crossover", "bandit", "credit"])
 def test_generator_runs_a_real_loop_and_resumes_identically(tmp_path, generator, space):
     # gate off: promotions, so parents change; 50 steps (the gene space's floor) keeps it quick
     overrides = (f"generator={generator}", "gate=off", "objective.budget.steps=50")
@@ -302,7 +303,8 @@ def test_crossover_pool_must_be_a_whole_number_of_mates(space, pool, ok):
             Crossover(space, pool=pool)
 
 
-@pytest.mark.parametrize("plugin,name", [(Crossover, "crossover"), (Bandit, "bandit"), (SelfAdaptive, "self_adaptive")])
+@pytest.mark.parametrize("plugin,name", [(Crossover, "crossover"), (Bandit, "bandit"), (SelfAdaptive, "self_adaptive"),
+                                         (GroupElite, "credit")])
 def test_a_self_adaptive_generator_names_itself_when_its_genes_are_missing(plugin, name):
     spec = mlp_spec()
     spec["init"]["generator"], spec["space"]["generator"] = {}, {}
@@ -338,3 +340,21 @@ def test_steps_from_sets_whose_rate_and_step_size_move_the_other_genes(space):
     assert len({c.generator["scale"] for c in first}) > 1
     with pytest.raises(ValueError, match=r"generator.steps_from must be one of \['self', 'generation0'\], got 'x'"):
         SelfAdaptive(space, steps_from="x")
+
+
+def test_group_elite_credits_the_genes_whose_child_did_best_not_the_carrier(space):
+    gen = GroupElite(space, groups=2, tau=0.3)
+    first = gen.propose(space.initial, [], 6, np.random.default_rng(0))
+    settings = [(c.generator["rate"], c.generator["scale"]) for c in first]
+    assert settings[0] == settings[2] == settings[4] == (space.initial.generator["rate"], space.initial.generator["scale"])
+    assert settings[1] == settings[3] == settings[5] != settings[0]  # one perturbed group, dealt round-robin
+    # group 1's child 3 did best, but a group-0 child is the one promoted: the next groups start from group 1
+    past = Past(1, tuple(first), (0.5, 0.6, 0.4, 0.9, 0.3, 0.2), "promoted", ())
+    promoted = first[0]
+    second = gen.propose(promoted, [past], 4, np.random.default_rng(1))
+    assert (second[0].generator["rate"], second[0].generator["scale"]) == settings[1]
+    assert all(moved(promoted, c) >= 1 for c in second)  # children of the incumbent, not of the credited genes' carrier
+    assert gen.elite(promoted, [past, Past(2, tuple(second), (None,) * 4, "none", ())]) == dict(
+        zip(("rate", "scale"), settings[1]))  # a generation with nothing scored decides nothing
+    with pytest.raises(ValueError, match="generator.groups must be a whole number >= 1, got 0"):
+        GroupElite(space, groups=0)
