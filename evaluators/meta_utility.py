@@ -23,8 +23,6 @@ from loop.stages import DataView, Scores
 if TYPE_CHECKING:
     from torch import nn
 
-GATES = ("off", "run")
-
 
 @dataclass
 class MetaUtility:
@@ -44,8 +42,9 @@ class MetaUtility:
         for name, value in (("generations", self.generations), ("compute", self.compute), ("workers", self.workers)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
-        if self.gate not in GATES:
-            raise ValueError(f"gate must be one of {list(GATES)}, got {self.gate!r}")
+        from loop.meta.improver import check_gate
+
+        check_gate(self.gate)
         self.inner = list(self.inner)
         from loop.tools.cli import build_stages
 

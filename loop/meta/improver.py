@@ -30,6 +30,12 @@ from loop.stages import Genome, GeneValue
 GATES = {"off": "loop.gate.gates.Off", "run": None}  # "run": the source run's own gate
 
 
+def check_gate(gate: object) -> None:
+    """The inner loops' gate must be one `inner_config` knows."""
+    if gate not in GATES:
+        raise ValueError(f"gate must be one of {list(GATES)}, got {gate!r}")
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """The improver one successor carries. `generation` is when it was promoted (0: the run's own start)."""
@@ -67,8 +73,7 @@ class Protocol:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
-        if self.gate not in GATES:
-            raise ValueError(f"gate must be one of {list(GATES)}, got {self.gate!r}")
+        check_gate(self.gate)
 
     def task(self, i: int, control: bool = False) -> tuple[str, int, int]:
         """Seed i as (family, draw, inner seed). The negative control keeps the task draw and takes

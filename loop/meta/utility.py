@@ -83,10 +83,9 @@ class InnerLoops:
     of the whole config (and of the worker count, since threads can change float rounding), and the
     same config and seed give the same ledger."""
 
-    def __init__(self, folder: Path, say: Callable[[str], None] = lambda line: None):
+    def __init__(self, folder: Path):
         self.folder = folder
         (folder / "inner").mkdir(parents=True, exist_ok=True)
-        self.say = say
         self.ran = 0  # inner loops run by this object (not read back)
 
     def key(self, cfg: DictConfig, workers: int) -> str:

@@ -25,7 +25,8 @@ from typing import Callable, Mapping, Sequence
 from loop.checkpoints import atomic_write
 from loop.ledger import LedgerError, read
 from loop.tools.plots import empty_panel, png_bytes
-from loop.tools.report import finite, num, payback_of, pgr, spread, tally, write_report
+from loop.tools.improvers import sweep_section
+from loop.tools.report import counts, finite, num, pgr, spread, tally, write_report
 from loop.tools.runs import Run, parse, status, veto_counts, w2s_generations
 
 TARGET = 0.95  # default truth an incumbent must reach to count for generations-to-target
@@ -190,13 +191,6 @@ def steps_spread(values: Sequence[float]) -> str:
     return f"{steps(statistics.median(values))} ({steps(min(values))}–{steps(max(values))})"
 
 
-def counts(values: Sequence[float]) -> str:
-    """Median (min–max) of whole numbers, with thousands separators; infinite ones shown as inf."""
-    show = lambda v: "inf" if math.isinf(v) else f"{v:,.0f}" if v == int(v) else f"{v:g}"  # noqa: E731
-    return f"{show(statistics.median(values))} ({show(min(values))}–{show(max(values))})" \
-        if len(set(values)) > 1 else show(values[0])
-
-
 def blocked_by(runs: Sequence[Result]) -> str:
     """Vetoes and pauses per probe (or tripwire, person), summed over the runs."""
     total: dict[str, int] = {}
@@ -252,62 +246,6 @@ def verdict(groups: Mapping[str, Sequence[Result]], measure: Measure) -> str:
     p = mannwhitneyu(cap(b), cap(s), alternative="two-sided").pvalue
     judged = "unlikely to be seed noise" if p < 0.05 else "within what seed noise gives"
     return sentence + f"; a Mann-Whitney U test finds the difference {judged} (two-sided p = {p:.3g})."
-
-
-def improver_section(groups: Mapping[str, Sequence[Result]]) -> list[str]:
-    """Sweeps of improvers (experiment=recursive_improver): per outer generation and group, the
-    incumbent's meta-train and held-out imp@k, mean over seeds with a 95% bootstrap interval over
-    seeds; with two groups, their difference paired seed by seed; and the compute each spent."""
-    from loop.meta.utility import paired
-
-    if not any("truth/imp/0" in m for rs in groups.values() for r in rs for m in r.run.scores.values()):
-        return []
-    generations = sorted({g.number for rs in groups.values() for r in rs for g in r.run.done})
-    out = ["## Improvers: meta-train and held-out imp@k per outer generation", "",
-           "The incumbent improver's imp@k (truth its inner loops gained in k inner generations), mean over "
-           "seeds [95% bootstrap interval over seeds]. Meta-train: what selection saw; **held-out**: families "
-           "no selection saw.", "",
-           "| gen | " + " | ".join(f"{name}: meta-train | {name}: held-out" for name in groups) + " |",
-           "|---:|" + "---:|---:|" * len(groups)]
-
-    def at(r: Result, g: int, key: str) -> float | None:
-        return dict(r.run.series(f"incumbent/{key}")).get(g)
-
-    for g in generations:
-        cells = []
-        for runs in groups.values():
-            for key in ("proxy", "truth"):
-                values = finite(at(r, g, key) for r in runs)
-                cells.append(paired(values).show() if values else "—")
-        out.append(f"| {g} | " + " | ".join(cells) + " |")
-    if len(groups) == 2:
-        (a, ra), (b, rb) = groups.items()
-        by_seed = {r.seed: r for r in rb}
-        pairs = [(r, by_seed[r.seed]) for r in ra if r.seed in by_seed]
-        out += ["", f"Held-out imp@k of `{a}` minus `{b}`, paired by seed ({len(pairs)} pairs):", "",
-                "| gen | difference [95% CI] | verdict |", "|---:|---:|---|"]
-        for g in generations:
-            d = [x - y for x, y in ((at(r, g, "truth"), at(q, g, "truth")) for r, q in pairs)
-                 if x is not None and y is not None]
-            if d:
-                diff = paired(d)
-                out.append(f"| {g} | {diff.show()} | {diff.words()} |")
-    out += ["", "Compute and payback per run, median (min–max) over seeds: optimizer steps of inner loops spent on "
-                "selection (meta-train measurements) and on the held-out measurement, and how many held-out "
-                "tasks the selection compute takes to pay for itself (per run report; inf: no held-out gain).", "",
-            "| group | inner successors for selection | steps for selection | steps for held-out measurement "
-            "| payback (held-out tasks) |", "|---|---:|---:|---:|---:|"]
-    for name, runs in groups.items():
-        def total(r: Result, key: str) -> float:
-            return sum(e.metrics.get(key, 0) for e in r.run.kept("evaluated"))
-
-        paybacks = [p.tasks if math.isinf(p.tasks) else round(p.tasks)
-                    for p in map(payback_of, (r.run for r in runs)) if p is not None]
-        out.append(f"| {name} | {counts([total(r, 'proxy/inner_trained') for r in runs])} | "
-                   f"{counts([total(r, 'proxy/inner_steps') for r in runs])} | "
-                   f"{counts([total(r, 'truth/inner_steps') for r in runs])} | "
-                   f"{counts(paybacks) if paybacks else '—'} |")
-    return out + [""]
 
 
 # --- report.md -----------------------------------------------------------------------------
@@ -411,7 +349,7 @@ def markdown(name: str, groups: Mapping[str, Sequence[Result]], target: float) -
             f"- {verdict(groups, to_target)}", ""]
     out += gate_section(groups)
     out += w2s_section(groups)
-    out += improver_section(groups)
+    out += sweep_section(groups)
     out += ["## Plots", "", "![incumbent truth per generation, median and min–max over seeds](plots/truth.png)", "",
             "![incumbent proxy per generation](plots/proxy.png)", "",
             "![Goodhart gap of the incumbent per generation](plots/gap.png)", "",

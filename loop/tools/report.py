@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from loop.checkpoints import atomic_write
 from loop.config import STAGES
@@ -72,6 +71,13 @@ def spread(values: Iterable[float | None], sign: bool = False) -> str:
     if min(vs) == max(vs):
         return num(vs[0], sign)
     return f"{num(statistics.median(vs), sign)} ({num(min(vs), sign)}–{num(max(vs), sign)})"
+
+
+def counts(values: Sequence[float]) -> str:
+    """Median (min–max) of whole numbers, with thousands separators; infinite ones shown as inf."""
+    show = lambda v: "inf" if math.isinf(v) else f"{v:,.0f}" if v == int(v) else f"{v:g}"  # noqa: E731
+    return f"{show(statistics.median(values))} ({show(min(values))}–{show(max(values))})" \
+        if len(set(values)) > 1 else show(values[0])
 
 
 def goodhart_section(run: Run) -> list[str]:
@@ -190,94 +196,6 @@ def w2s_section(run: Run) -> list[str]:
     return out + [""]
 
 
-def per_draw(metrics: Mapping[str, float], prefix: str) -> list[float]:
-    """The per-draw imp@k values an improver's meta-utility recorded (`proxy/imp/0`, ...), in order."""
-    values, i = [], 0
-    while f"{prefix}/imp/{i}" in metrics:
-        values.append(metrics[f"{prefix}/imp/{i}"])
-        i += 1
-    return values
-
-
-@dataclass(frozen=True)
-class Payback:
-    """What the meta level spent on selection, and how many held-out tasks pay it back."""
-
-    selection: float  # optimizer steps of every improver's meta-train measurement
-    gain: float  # the final incumbent's held-out imp@k minus generation 0's
-    reference: float  # generation 0's held-out imp@k
-    per_task: float  # generation 0's optimizer steps per held-out task
-    final_per_task: float  # the final incumbent's
-
-    @property
-    def tasks(self) -> float:
-        """Held-out tasks for the selection compute to pay for itself, to first order: a gain of
-        `gain` is worth gain / (reference / per_task) steps of generation 0's improver per task (its
-        own gain per step, taken as linear); infinite without a gain."""
-        if self.gain <= 0 or self.reference <= 0 or self.per_task <= 0:
-            return math.inf
-        return self.selection / (self.gain * self.per_task / self.reference)
-
-    def words(self) -> str:
-        return "never (no held-out gain over generation 0)" if math.isinf(self.tasks) else \
-            f"{self.tasks:,.0f} held-out tasks"
-
-
-def payback_of(run: Run) -> Payback | None:
-    """An improver run's payback, from its ledger; None for a run of models."""
-    scores = run.scores
-    if not run.done or run.baseline_id not in scores or "truth/imp/0" not in scores[run.baseline_id]:
-        return None
-    base, final = scores[run.baseline_id], scores.get(run.done[-1].finished.successor, {})
-    per_task = lambda m: m.get("truth/inner_steps", 0) / max(len(per_draw(m, "truth")), 1)  # noqa: E731
-    return Payback(sum(e.metrics.get("proxy/inner_steps", 0) for e in run.kept("evaluated")),
-                   final.get("truth", 0.0) - base.get("truth", 0.0), base.get("truth", 0.0), per_task(base),
-                   per_task(final))
-
-
-def spent(events: Iterable[Event], prefix: str) -> str:
-    """Inner successors trained / optimizer steps that `events`' measurements spent."""
-    events = list(events)
-    return (f"{sum(e.metrics.get(f'{prefix}/inner_trained', 0) for e in events):,.0f} / "
-            f"{sum(e.metrics.get(f'{prefix}/inner_steps', 0) for e in events):,.0f}")
-
-
-def improver_section(run: Run) -> list[str]:
-    """One level up (successor=improver): meta-train and held-out meta-utility per outer generation
-    with intervals over the task draws, the held-out difference from generation 0 paired by draw,
-    and the compute the meta level spent."""
-    from loop.meta.utility import paired
-
-    scores = run.scores
-    if payback_of(run) is None:
-        return []
-    base = scores[run.baseline_id]
-    base_truth = per_draw(base, "truth")
-    evaluated = run.kept("evaluated")
-    out = ["## Improvers: meta-utility on meta-train and held-out tasks", "",
-           "Each successor here is an improver; its score is **imp@k**, the truth its fresh inner loops "
-           "gained in k inner generations, averaged over task draws: meta-train draws for the proxy (what "
-           "selection sees), **held-out** families for the truth (what no selection sees). Intervals: 95% "
-           "bootstrap over the draws; the difference from generation 0 is paired draw by draw.", "",
-           "| gen | incumbent | meta-train imp@k [95% CI] | held-out imp@k [95% CI] | held-out minus generation 0 "
-           "[95% CI] | inner successors / steps for selection (cumulative) | for held-out measurement |",
-           "|---:|---|---:|---:|---:|---:|---:|"]
-    for g in run.done:
-        m = scores.get(g.finished.successor, {})
-        upto = [e for e in evaluated if e.generation <= g.number]
-        train, held = paired(per_draw(m, "proxy")), paired(per_draw(m, "truth"))
-        diff = paired([a - b for a, b in zip(per_draw(m, "truth"), base_truth)])
-        out.append(f"| {g.number} | {short(g.finished.successor)} | {train.show()} | {held.show()} | "
-                   f"{'—' if g.finished.successor == run.baseline_id else diff.show()} | "
-                   f"{spent(upto, 'proxy')} | {spent(upto, 'truth')} |")
-    pay = payback_of(run)
-    out += ["", f"Meta-training spent {spent(evaluated, 'proxy')} inner successors / optimizer steps on selection "
-                f"(every improver's meta-train measurement). Payback: {pay.words()} (generation 0 gains "
-                f"{num(pay.reference)} imp@k with {pay.per_task:,.0f} optimizer steps a task; the final incumbent "
-                f"{num(pay.gain, sign=True)} more with {pay.final_per_task:,.0f}).", ""]
-    return out
-
-
 def utc(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -302,6 +220,8 @@ def human_section(run: Run) -> list[str]:
 
 
 def markdown(name: str, run: Run) -> str:
+    from loop.tools.improvers import run_section  # it builds on this module's helpers
+
     start = run.started.detail if run.started else {}
     final = run.finished or run.last_finished
     fm = final.metrics if final else {}
@@ -372,7 +292,7 @@ def markdown(name: str, run: Run) -> str:
         out += ["## Lineage", "", "Each promoted successor under the incumbent it was built from; a vetoed or "
                 "paused nominee ends its branch.", "", "```", *lineage_tree(nodes), "```", ""]
     out += w2s_section(run)
-    out += improver_section(run)
+    out += run_section(run)
     out += time_table(run)
     out += ["## Gate decisions", ""]
     for e in gate_events:  # tests within tolerance fold away: what decided stays in sight
