@@ -88,3 +88,54 @@ def test_a_generation_without_students_says_so_and_measures_nothing(tmp_path):
     for e in finished:
         assert not any(k.startswith("w2s/") for k in e.metrics)
         assert "weak-to-strong: no candidate of this generation learned from the teacher" in e.reasons
+
+
+W2S_INHERITING = ("weak_to_strong=true", "successor.init.recipe.distill=1.0", "successor.space.recipe.distill.low=1.0",
+                  "successor.init.recipe.inherit=parent", "successor.space.recipe.inherit.choices=[parent]",
+                  "gate=off", "execution=serial", "objective.budget.generations=1")
+
+
+def test_the_ceiling_twin_is_the_best_student_on_gold_labels_from_the_same_start(tmp_path, monkeypatch):
+    """What execution is handed for the twin, recorded as it is called: the student's genome with
+    gold labels, its seed, and the teacher's weights to start from where the student inherits them."""
+    from loop.execution.serial import Serial
+    from loop.w2s import ceiling_genome
+
+    handed = []
+    original = Serial.train
+
+    def recording(self, candidates, data, task):
+        handed.extend(candidates)
+        return original(self, candidates, data, task)
+    monkeypatch.setattr(Serial, "train", recording)
+    run_loop(tmp_path / "run", *W2S_INHERITING)
+    twins = [c for c in handed if c.key.endswith(".ceiling")]
+    assert [c.key for c in twins] == ["1.ceiling"]
+    students = {c.key: c for c in handed if c.key.startswith("1.") and c is not twins[0]}
+    events = ledger_events(tmp_path / "run")
+    finished = next(e for e in events if e.event == "generation_finished" and e.generation == 1)
+    student_id = next(r for r in finished.reasons if r.startswith("weak-to-strong")).split("student ")[-1]
+    key = next(e.detail["candidate"] for e in events if e.event == "trained" and e.successor == student_id)
+    student, twin = students[key], twins[0]
+    assert twin.genome == ceiling_genome(student.genome) and twin.seed == student.seed
+    teacher = next(e.successor for e in events if e.event == "promoted" and e.generation == 0)
+    assert twin.parent == student.parent == teacher
+    assert twin.parent_weights is not None and twin.parent_genome == student.parent_genome
+
+
+def test_a_ceiling_twin_that_cannot_be_trained_is_named_and_measures_nothing(tmp_path, monkeypatch):
+    from loop.execution.serial import Serial
+    from loop.stages import Quarantined
+
+    original = Serial.train
+
+    def failing_twin(self, candidates, data, task):
+        if candidates[0].key.endswith(".ceiling"):
+            return [Quarantined(candidates[0], "diverged (planted)")]
+        return original(self, candidates, data, task)
+    monkeypatch.setattr(Serial, "train", failing_twin)
+    run_loop(tmp_path / "run", *W2S_INHERITING)
+    finished = next(e for e in ledger_events(tmp_path / "run") if e.event == "generation_finished" and e.generation == 1)
+    assert not any(k.startswith("w2s/") for k in finished.metrics)
+    assert any(r.startswith("weak-to-strong: the ceiling twin of ") and r.endswith("could not be trained: diverged (planted)")
+               for r in finished.reasons)

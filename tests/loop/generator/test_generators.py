@@ -358,3 +358,19 @@ def test_group_elite_credits_the_genes_whose_child_did_best_not_the_carrier(spac
         zip(("rate", "scale"), settings[1]))  # a generation with nothing scored decides nothing
     with pytest.raises(ValueError, match="generator.groups must be a whole number >= 1, got 0"):
         GroupElite(space, groups=0)
+
+
+def test_group_elite_credits_each_gene_setting_with_its_best_child(space):
+    gen = GroupElite(space, groups=2)
+    timid = space.initial.replace(generator={"rate": 0.1, "scale": 0.1})
+    bold = space.initial.replace(generator={"rate": 0.5, "scale": 0.5})
+    # the timid genes' best child (0.9) beats the bold genes' best (0.6), though their last child is worse
+    past = Past(1, (timid, bold, timid, bold), (0.9, 0.5, 0.1, 0.6), "promoted", ())
+    assert gen.elite(bold, [past]) == {"rate": 0.1, "scale": 0.1}
+    assert GroupElite(space, groups=1).propose(bold, [past], 3, np.random.default_rng(0))[2].generator["rate"] == 0.1
+
+
+@pytest.mark.parametrize("groups", [True, 0, 1.5, "2"])
+def test_group_elite_groups_must_be_a_whole_number_of_at_least_one(space, groups):
+    with pytest.raises(ValueError, match=f"generator.groups must be a whole number >= 1, got {groups!r}"):
+        GroupElite(space, groups=groups)

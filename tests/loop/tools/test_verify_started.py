@@ -165,3 +165,24 @@ def test_a_config_without_a_gate_node_hashes_its_thresholds_as_empty(run):
     reconfigure(run, lambda c: c.pop("gate"))
     problems, checked = verify(run)
     assert not any("thresholds" in p for p in problems) and "thresholds" in checked
+
+
+def test_a_run_that_recorded_no_truth_plugin_has_its_truth_code_checked_as_accuracy(run):
+    """Runs from before the truth evaluator was configurable name no `truth` plugin: theirs was the
+    accuracy evaluator, and its code is checked as such."""
+    rows = records(run)
+    del rows[0]["detail"]["plugins"]["truth"]
+    rows[0]["detail"]["hashes"]["code/truth"] = sha256_text("another truth evaluator")
+    write_records(run, rehash(rows))
+    problems, checked = verify(run)
+    assert "3 code files" in checked
+    assert problems == ["ledger.jsonl line 1 (run_started): code/truth changed since the run started "
+                        f"({Path(__import__('evaluators.accuracy').accuracy.__file__)})"]
+
+
+def test_a_plugin_without_a_recorded_code_hash_is_left_unchecked(run):
+    rows = records(run)
+    del rows[0]["detail"]["hashes"]["code/gate"]
+    write_records(run, rehash(rows))
+    problems, checked = verify(run)
+    assert problems == [] and "2 code files" in checked
