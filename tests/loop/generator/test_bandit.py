@@ -142,3 +142,32 @@ def test_a_recipe_operator_needs_recipe_genes():
     with pytest.raises(ValueError, match=re.escape("'recipe' has no gene to mutate in this successor space "
                                                    "(recipe genes); leave it out")):
         Bandit(SuccessorSpace(**spec), operators=("recipe",))
+
+
+def test_an_operator_never_pulled_goes_first_even_without_exploration(space):
+    """Untried first is a rule of its own, not the exploration bonus: with c = 0 an operator never
+    pulled still beats one whose mean reward is 1."""
+    bandit = Bandit(space, operators=("all", "arch"), exploration=0.0)
+    tally = Tally({"all": 10, "arch": 0}, {"all": 10.0, "arch": 0.0})
+    assert bandit.assign(tally, [{"all": 1.0, "arch": 1.0}], mates=False) == ("arch",)
+
+
+def test_each_pick_counts_as_one_pending_pull(space):
+    """Worked by hand, exploration 1: all (mean 1.0) and arch (mean 0.52), one pull each.
+    Child 1: all 1 + sqrt(ln 2) = 1.833 > arch 0.52 + 0.833 -> all (now 2 tries of 3).
+    Child 2: all 1 + sqrt(ln 3 / 2) = 1.741 > arch 0.52 + sqrt(ln 3) = 1.568 -> all. Counting the
+    first pick twice would give all 1 + sqrt(ln 4 / 3) = 1.680 < arch 0.52 + sqrt(ln 4) = 1.697."""
+    bandit = Bandit(space, operators=("all", "arch"), exploration=1.0)
+    tally = Tally({"all": 1, "arch": 1}, {"all": 1.0, "arch": 0.52})
+    prefs = [{"all": 1.0, "arch": 1.0}] * 2
+    assert bandit.assign(tally, prefs, mates=False) == ("all", "all")
+
+
+def test_the_crossover_operator_mates_only_within_its_pool(space):
+    """The same history and rng, a pool of 1 against a pool of 5: different mates, different children."""
+    rng = np.random.default_rng(0)
+    genomes = tuple(space.check(space.initial.replace(arch={"width": int(w)})) for w in rng.integers(8, 256, 6))
+    history = [Past(1, genomes, (0.1, 0.9, 0.5, 0.7, 0.3, 0.8), "none", ())]
+    narrow = Bandit(space, operators=("crossover",), pool=1).propose(space.initial, history, 6, np.random.default_rng(1))
+    wide = Bandit(space, operators=("crossover",), pool=5).propose(space.initial, history, 6, np.random.default_rng(1))
+    assert narrow != wide
