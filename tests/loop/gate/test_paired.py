@@ -126,3 +126,11 @@ def test_the_vectorised_bootstrap_takes_one_call_a_block_and_chunks_large_stacks
     monkeypatch.setattr(loop.gate.paired, "STACK_BYTES", incumbent.nbytes * 400)  # 400 resamples a chunk
     assert bootstrap_regression(both, incumbent + 0.5, incumbent, 0.1, False) == worse
     assert calls == [100, 100, 400, 400, 400, 400, 100, 100]
+
+
+def test_holm_breaks_ties_by_name_and_keeps_a_p_value_at_its_threshold():
+    from loop.gate.paired import holm
+
+    assert holm({"b": 0.01, "a": 0.01}, 0.05) == {"a": 0.025, "b": 0.05}  # the order of a tie is its names'
+    assert holm({"a": 0.05}, 0.05) == {}  # p equal to the threshold is not below it
+    assert holm({"a": 0.0499}, 0.05) == {"a": 0.05}

@@ -141,7 +141,7 @@ def test_the_outer_gate_vetoes_more_regressions_than_the_incumbents_and_names_th
                     ["probe"], "gate")
     scored = lambda name: SimpleNamespace(id=name)  # noqa: E731
     decision = gate.review(scored("nominee"), scored("incumbent"), scored("incumbent"), rows, [])
-    assert decision.action == "veto"
+    assert decision.action == "veto" and "exact McNemar p = 0.5)" in decision.reasons[0]  # b = 2, c = 1
     assert decision.probes == {"probe/inner_regressions": 2.0, "probe/inner_regressions_incumbent": 1.0}
     assert "on 2 of 3 draws, the incumbent's on 1 (margin 0" in decision.reasons[0]
     assert decision.reasons[0].endswith("probes that fired for the nominee: calibration (2), robustness (1)")
@@ -150,3 +150,89 @@ def test_the_outer_gate_vetoes_more_regressions_than_the_incumbents_and_names_th
     assert tolerant.review(scored("nominee"), scored("incumbent"), scored("incumbent"), rows, []).action == "promote"
     with pytest.raises(ValueError, match="gate.margin must be a whole number >= 0, got -1"):
         InnerProbes(margin=-1)
+    findings["nominee"] = [[], [], []]
+    quiet = gate.review(scored("nominee"), scored("incumbent"), scored("incumbent"), rows, [])
+    assert quiet.action == "promote" and quiet.reasons[0].endswith("probes that fired for the nominee: none")
+
+
+def test_the_outer_gate_builds_its_measurement_from_its_own_settings():
+    from loop.gate.improvers import InnerProbes
+    from loop.stages import TaskShape
+
+    gate = InnerProbes(inner=["execution=serial"], generations=2, compute=90)
+    assert (gate._meta.inner, gate._meta.generations, gate._meta.compute) == (["execution=serial"], 2, 90)
+    with pytest.raises(ValueError, match="gate.margin must be a whole number >= 0, got True"):
+        InnerProbes(margin=True)
+    with pytest.raises(ValueError, match=r"gate=inner_probes judges improvers \(objective=improvers\), not 13 float"):
+        gate.check_task(TaskShape(13, 3, 10, "cpu"))
+    gate.check_task(TaskShape(3, 1, 1, "cpu", inputs="tasks"))
+
+
+class SpyJudge:
+    """A probe gate one level down that records what it is handed and vetoes with set reasons."""
+
+    def __init__(self, action="veto"):
+        self.calls, self.action = [], action
+
+    def review(self, nominee, incumbent, baseline, data, history):
+        from loop.stages import Decision
+
+        self.calls.append((nominee.id, incumbent.id, baseline.id, data.stage, data.names, history))
+        return Decision(self.action, {}, ("calibration/ece: 0.08 vs 0.03 (tolerance 0.02, p=0.001)",
+                                          "robustness/noise_0.3: 0.71 vs 0.80 (tolerance 0.05, p=0.002)",
+                                          "ood/auroc: ok", "a note without a colon"))
+
+
+@pytest.mark.parametrize("family,judge", [("classification", "tokens"), ("digits_subset", "probes")])
+def test_an_inner_loops_regressions_are_its_final_model_against_its_first_by_the_judge_for_its_inputs(family, judge):
+    from loop.gate.improvers import InnerProbes
+    from loop.meta.improver import Protocol, Snapshot, snapshot_config
+
+    gate = InnerProbes(inner=["execution=serial"], generations=2, compute=300)
+    spies = {"tokens": SpyJudge(), "probes": SpyJudge()}
+    gate._judges.update(spies)  # what the gate would build for each kind of task, replaced by spies
+    cfg = snapshot_config(compose_config("tracker=none", "execution=serial"), Snapshot("g", {"rate": 0.3, "scale": 0.4}),
+                          Protocol(families=(family,), seeds=2, generations=2, candidates=4, steps=150), 0)
+    run, fired = run_inner(cfg, after=lambda engine, state: (gate.regressions(engine, state), state))
+    found, state = fired
+    assert state.incumbent != state.baseline, "the inner loop should promote something to judge"
+    assert found == ["calibration/ece", "robustness/noise_0.3"]  # the failed tests' names, not the passed or notes
+    (call,) = spies[judge].calls
+    assert call == (state.incumbent, state.baseline, state.baseline, "gate", ("audit", "probe", "proxy"), [])
+    assert not spies["tokens" if judge == "probes" else "probes"].calls
+    spies[judge].action = "promote"
+    _, (clean, _) = run_inner(cfg, after=lambda engine, state: (gate.regressions(engine, state), state))
+    assert clean == []
+
+
+def test_an_inner_loop_that_promoted_nothing_has_nothing_to_regress():
+    from types import SimpleNamespace
+
+    from loop.gate.improvers import InnerProbes
+
+    gate = InnerProbes(inner=["execution=serial"], generations=1, compute=60)
+    gate._judges.update({"tokens": SpyJudge(), "probes": SpyJudge()})
+    assert gate.regressions(SimpleNamespace(task=None), SimpleNamespace(incumbent="a", baseline="a")) == []
+
+
+def test_the_judges_it_builds_are_the_configured_probe_gates():
+    from loop.gate.improvers import InnerProbes
+
+    gate = InnerProbes(inner=["execution=serial"], generations=1, compute=60)
+    engine = SimpleEngine()
+    for image, name in ((True, "probes"), (False, "tokens")):
+        engine.task.image = (8, 8) if image else ()
+        with pytest.raises(RuntimeError, match="stop before scoring"):
+            gate.regressions(engine, type("S", (), {"incumbent": "b", "baseline": "a"})())
+    names = {n: sorted(p.name for p in j.probes) for n, j in gate._judges.items()}
+    assert "shortcut" in names["probes"] and "shortcut" not in names["tokens"]
+
+
+class SimpleEngine:
+    """Just enough of an engine for the gate to choose and build its judge, then stop."""
+
+    def __init__(self):
+        self.task = type("T", (), {"image": ()})()
+
+    def scored(self, successor):
+        raise RuntimeError("stop before scoring")
