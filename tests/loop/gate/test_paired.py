@@ -134,3 +134,9 @@ def test_holm_breaks_ties_by_name_and_keeps_a_p_value_at_its_threshold():
     assert holm({"b": 0.01, "a": 0.01}, 0.05) == {"a": 0.025, "b": 0.05}  # the order of a tie is its names'
     assert holm({"a": 0.05}, 0.05) == {}  # p equal to the threshold is not below it
     assert holm({"a": 0.0499}, 0.05) == {"a": 0.05}
+
+
+def test_no_items_is_no_regression():
+    from loop.gate.paired import Comparison, accuracy_regression
+
+    assert accuracy_regression([], [], 0.0) == Comparison(0.0, 1.0)
