@@ -231,6 +231,33 @@ def test_tripwire_pauses_and_approval_lifts_it(tmp_path):
     assert state.paused and state.completed == 2
 
 
+def test_an_approved_generation_counts_the_candidates_it_quarantined(tmp_path, monkeypatch):
+    """The generation a person approved is finished on resume from its ledger events, quarantines included."""
+    import loop.execution.serial
+    from loop.tools.cli import approve_main
+
+    real = loop.execution.serial.train_candidate
+
+    def flaky(candidate, *args, **kwargs):  # one candidate of every generation blows up
+        if candidate.key.endswith(".1"):
+            raise FloatingPointError("simulated blow-up")
+        return real(candidate, *args, **kwargs)
+
+    monkeypatch.setattr(loop.execution.serial, "train_candidate", flaky)
+    run_dir, pause = tmp_path / "r", ("execution=serial", "gate.tripwires.capability_jump=0.01")
+    state, _ = run_loop(run_dir, *pause)
+    g = state.pause.generation if state.pause else None
+    assert state.paused and g is not None
+    approve_main([str(run_dir), "--by", "Ada", "--reason", "expected"])
+    run_loop(run_dir, *pause, resume=True)
+    events = ledger_events(run_dir)
+    assert [e.detail["candidate"] for e in events if e.event == "quarantined" and e.generation == g] == [f"{g}.1"]
+    finished = [e for e in events if e.event == "generation_finished" and e.generation == g]
+    evaluated = [e for e in events if e.event == "evaluated" and e.generation == g]
+    assert [e.detail["decision"] for e in finished] == ["paused", "promoted"]  # the second from the ledger
+    assert [(e.metrics["quarantined"], e.metrics["trained"]) for e in finished] == [(1, len(evaluated))] * 2
+
+
 def test_wandb_tracker_writes_an_offline_run_inside_the_run_dir(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)  # the suite runs wandb disabled; this test needs it on
     run_dir = tmp_path / "r"
