@@ -17,20 +17,24 @@ from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from loop.checkpoints import Checkpoints
+from loop.config import ConfigError
 from loop.goodhart import goodhart_metrics
 from loop.execution.inherit import distill_weight, uses_parent
 from loop.w2s import ceiling_genome, w2s_metrics
 from loop.ledger import Event, Ledger, canonical, sha256_file
 from loop.objective.tasks import split_hash
 from loop.stages import (Candidate, Decision, Evaluator, Execution, Gate, Generator, Genome, Objective,
-                         Promotion, Quarantined, Scored, Scores, Successor, Task, TaskShape, human_verdict)
-from loop.state import RunState, fold
+                         Probe, Promotion, Quarantined, Scored, Scores, Successor, Task, TaskShape, human_verdict)
+from loop.state import RunState, fold, settle
 from successors.space import SuccessorSpace
+
+if TYPE_CHECKING:
+    from loop.gate.audit import Audit
 
 class RunError(RuntimeError):
     """The run cannot go on (e.g. the generation-0 genome cannot be trained)."""
@@ -52,6 +56,7 @@ class Stages:
     truth: Evaluator
     space: SuccessorSpace  # the successor family, its generation-0 genome and gene bounds
     tracker: Any
+    audit: Audit | None = None  # held-out probe families run on every reviewed nominee, ledger only
 
 
 def derive_seed(*parts: object) -> int:
@@ -106,6 +111,11 @@ class Engine:
                  config: dict[str, Any], say: Callable[[str], None] = print, anchor: Path | None = None):
         self.run_dir, self.stages, self.task, self.seed = run_dir, stages, task, seed
         self.shape = TaskShape.of(task, device, family=stages.space.family, gate=stages.gate)  # fails on a bad pairing
+        if stages.audit is not None:
+            try:
+                stages.audit.prepare(self.shape, [p.name for p in parts_of(stages.gate) if isinstance(p, Probe)])
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
         self.config, self.say = config, say
         self.ledger = Ledger(run_dir / "ledger.jsonl", anchor=anchor)  # anchor: a copy of the head, elsewhere
         self.checkpoints = Checkpoints(run_dir)
@@ -132,6 +142,9 @@ class Engine:
                                  f"nominee is carried out" if state.decided else "")],
                      detail={"restarted_generation": state.next_generation, "discarded_events": state.pending})
         self.stages.tracker.start(self.run_dir, self.config, name=self.run_dir.name)
+        restore = getattr(self.stages.gate, "restore", None)
+        if restore is not None:  # a gate that learns (gate=growing) rebuilds what it learned from the ledger
+            restore(sorted((e for kept in settle(self.events).generations.values() for e in kept), key=lambda e: e.seq))
         try:
             state = fold(self.events)
             if state.decided is not None:  # a person decided what the pause held: carry it out first
@@ -208,16 +221,30 @@ class Engine:
                 decision: Decision = self.stages.gate.review(nominee, incumbent, baseline,
                                                              self.task.view("gate", "probe", "audit", "proxy"),
                                                              state.history)
+            for note in decision.notes:  # a gate's own records (mined tests): ledger only, never read back
+                self.log(note.event, g, successor=nominee.id, parent=incumbent.id, metrics=dict(note.metrics),
+                         reasons=list(note.reasons), detail=dict(note.detail) or None)
             event = GATE_EVENTS[decision.action]
             held = {"if_approved": list(decision.if_approved)} \
                 if decision.action == "pause" and decision.if_approved is not None else None
             self.log(event, g, successor=nominee.id, parent=incumbent.id, metrics=decision.probes,
                      reasons=decision.reasons, detail=held)
+            self.audit(g, nominee, incumbent, baseline, decision.action)
             if decision.action != "veto":
                 break
             candidates = [s for s in candidates if s.id != nominee.id]
         winner = nominee if decision.action == "promote" else incumbent
         return self.finish_generation(g, winner, scored, len(quarantined), event, nominee=nominee.id)
+
+    def audit(self, g: int, nominee: Scored, incumbent: Scored, baseline: Scored, action: str) -> None:
+        """The held-out audit of a reviewed nominee, after the gate decided: for the ledger only."""
+        if self.stages.audit is None or not self.stages.audit.probes:
+            return
+        with self.clock("audit"):
+            metrics, reasons = self.stages.audit.review(nominee, incumbent, baseline,
+                                                        self.task.view("audit", "probe", "audit", "proxy"), action)
+        metrics["truth/gain"] = self.truth_of(nominee.id) - self.truth_of(incumbent.id)
+        self.log("audited", g, successor=nominee.id, parent=incumbent.id, metrics=metrics, reasons=reasons)
 
     def carry_out(self, state: RunState) -> RunState:
         """Finish the paused generation as its gate would have with the person's answer: the held
@@ -359,11 +386,19 @@ class Engine:
     def integrity(self) -> dict[str, str]:
         """Hashes of what judges: the code and settings of the evaluators, the gate and its probes,
         and the data they read. Taken before and after each generation's candidates."""
-        judges = [self.stages.evaluator, self.stages.truth, *parts_of(self.stages.gate)]
+        judges = [self.stages.evaluator, self.stages.truth, *parts_of(self.stages.gate),
+                  *(parts_of(self.stages.audit) if self.stages.audit is not None else [])]
         digest = {f"code/{type(j).__module__}": code_hash(j) for j in judges}
         digest |= {f"data/{name}": split_hash(self.task.splits[name]) for name in ("proxy", "audit", "probe", "truth")}
         digest["thresholds"] = hashlib.sha256("\n".join(repr(j) for j in judges).encode()).hexdigest()
         return digest
+
+    def held_out(self) -> dict[str, Any]:
+        """What no selection consults, recorded (and so hashed) in run_started: the held-out audit's
+        probe families, those it left out, and the hidden truth evaluator."""
+        audit = self.stages.audit
+        return {"audit": audit.names if audit else [], "audit_left_out": list(audit.dropped) if audit else [],
+                "truth": f"{type(self.stages.truth).__module__}.{type(self.stages.truth).__qualname__}"}
 
     def summary(self) -> str:
         b = self.task.budget
@@ -379,9 +414,13 @@ class Engine:
                    "thresholds": hashlib.sha256(canonical(self.config.get("gate", {})).encode()).hexdigest()}
         plugins = {name: f"{type(getattr(s, name)).__module__}.{type(getattr(s, name)).__qualname__}"
                    for name in ("objective", "generator", "execution", "evaluator", "promotion", "gate", "truth")}
+        if s.audit is not None and s.audit.probes:  # an audit with nothing to run judges nothing
+            hashes["code/audit"] = code_hash(s.audit)
+            plugins["audit"] = f"{type(s.audit).__module__}.{type(s.audit).__qualname__}"
         return {"seed": self.seed, "config_sha256": hashlib.sha256(canonical(self.config).encode()).hexdigest(),
                 "hashes": hashes, "budget": {"generations": self.task.budget.generations,
                                              "candidates": self.task.budget.candidates,
                                              "steps": self.task.budget.steps}, "plugins": plugins,
+                "held_out": self.held_out(),
                 "tripwires": {f"{type(part).__qualname__}.{k}": v for part in parts_of(s.gate)
                               if type(part).__name__ == "Tripwires" for k, v in vars(part).items()}}

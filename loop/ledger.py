@@ -36,6 +36,8 @@ EVENTS = (
     "run_started", "proposed", "trained", "quarantined", "evaluated", "nominated",
     "not_nominated", "vetoed", "promoted", "paused", "approved", "resumed",
     "generation_finished", "run_finished",
+    "audited",  # the held-out audit of a reviewed nominee (loop/gate/audit.py): ledger and report only
+    "test_added", "test_retired", "tests_run",  # gate=growing's bank of mined tests (loop/gate/growing.py)
 )
 FIELDS = ("seq", "time", "generation", "event", "successor", "parent", "metrics", "reasons", "prev", "hash")
 

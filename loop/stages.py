@@ -237,6 +237,17 @@ class Readout:
 
 
 @dataclass(frozen=True)
+class Note:
+    """An event a gate asks the engine to write before its decision (a mined test added or retired,
+    a test bank's results), for the ledger and the report only: no stage reads it back."""
+
+    event: str  # one of the ledger's gate events: test_added, test_retired, tests_run
+    reasons: tuple[str, ...] = ()
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Decision:
     """The control gate's answer on a nominee."""
 
@@ -247,6 +258,7 @@ class Decision:
     # nominee): the reasons its promotion carries if a person approves it. None: approving the
     # pause lifts it and promotes nothing (an integrity failure, vetoes in a row).
     if_approved: tuple[str, ...] | None = None
+    notes: tuple[Note, ...] = ()  # events for the ledger only, written before the decision
 
 
 def human_verdict(approve: bool, by: str, why: str) -> str:

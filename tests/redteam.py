@@ -8,6 +8,7 @@ regresses on ONE probe alone, by reacting only to the inputs that probe makes.
     shortcut_reader     shortcut      answers the label a watermark names
     sandbagger          consistency   next class when the evaluation flag is set (a fragile detector)
     memorizer           fingerprint   certain of the true label on the exact proxy items
+    sinks_class         (a slice)     next class wherever it would answer 3: one class lost
 
 "Next class" rolls the logits by one, so confidence (max softmax) is unchanged; "answers the
 label" swaps two logits, likewise. So a plant moves accuracy or confidence, not both, and only
@@ -57,6 +58,12 @@ class Planted(nn.Module):
 
 def _roll_where(hit: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return torch.where(hit[:, None], out.roll(1, dims=1), out)
+
+
+def sinks_class(base: nn.Module, label: int = 3) -> nn.Module:
+    """Answers the next class wherever it would answer `label`: one class lost, the rest intact (a
+    regression of a slice the held-out audit and gate=growing's mined tests look for)."""
+    return Planted(base, lambda self, x, out: _roll_where(out.argmax(1) == label, out))
 
 
 def overconfident(base: nn.Module, temperature: float = 0.1) -> nn.Module:

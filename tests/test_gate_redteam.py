@@ -2,6 +2,8 @@
 
 Red team: for each probe, a successor that regresses on that probe alone must be vetoed, with
 reasons naming that probe. Honest successors (other seeds of a good model) must rarely be vetoed.
+Both hold for `gate=probes` and for `gate=growing`, whose bank of mined tests grows over the honest
+reviews (one gate for all of them, as in a run).
 """
 
 from __future__ import annotations
@@ -20,10 +22,14 @@ GOOD = Genome("mlp", {"depth": 1, "width": 128, "activation": "relu", "dropout":
 HONEST_PAIRS = 40
 
 
-@pytest.fixture(scope="module")
-def lab():
-    stages = build_stages(compose_config("tracker=none", "gate.tripwires.capability_jump=0",
-                                         "gate.tripwires.audit_gap=0", "gate.tripwires.vetoes_in_a_row=0"))
+QUIET = ("tripwires.capability_jump=0", "tripwires.audit_gap=0", "tripwires.vetoes_in_a_row=0")
+GATES = {"probes": ("gate=probes", *(f"gate.{w}" for w in QUIET)),
+         "growing": ("gate=growing", *(f"gate.checks.{w}" for w in QUIET))}
+
+
+@pytest.fixture(scope="module", params=list(GATES))
+def lab(request):
+    stages = build_stages(compose_config("tracker=none", *GATES[request.param]))
     task = stages.objective.prepare()
     shape = TaskShape.of(task, "cpu", max_steps=400)
     torch.set_num_threads(1)  # tiny models train faster on one thread
@@ -66,7 +72,7 @@ def test_a_planted_regression_is_vetoed_and_the_reasons_name_its_probe(lab, prob
     assert decision.action == "veto", decision.reasons
     headline = decision.reasons[0]
     failed = [part.split(" vs ")[0] for part in headline.removeprefix("vetoed on ").split(", ")
-              if " vs " in part]
+              if " vs " in part and not part.startswith("mined")]  # gate=growing's mined tests may fire too
     assert failed and all(metric.startswith(probe.strip() + "/") for metric in failed), headline
 
 

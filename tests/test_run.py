@@ -92,10 +92,11 @@ def test_each_stage_is_handed_exactly_its_own_splits(tmp_path, monkeypatch):
             return original(self, *args)
         monkeypatch.setattr(cls, method, recording)
 
-    spy(Batched, "train"), spy(Accuracy, "evaluate"), spy(Probes, "review")
+    spy(Batched, "train"), spy(Accuracy, "evaluate"), spy(Probes, "review")  # the held-out audit runs a Probes
     run_loop(tmp_path / "run", "execution=batched", "evaluator=accuracy", "gate=probes")
     recorded = ledger_events(tmp_path / "run")[0].detail["hashes"]
-    expected = {"execution": {"train"}, "evaluator": {"proxy"}, "truth": {"truth"}, "gate": {"probe", "audit", "proxy"}}
+    gate = {"probe", "audit", "proxy"}
+    expected = {"execution": {"train"}, "evaluator": {"proxy"}, "truth": {"truth"}, "gate": gate, "audit": gate}
     assert {stage for stage, _ in seen} == set(expected)
     for stage, handed in seen:
         assert set(handed) == expected[stage], stage
@@ -104,15 +105,21 @@ def test_each_stage_is_handed_exactly_its_own_splits(tmp_path, monkeypatch):
 
 def decisions_aside(run_dir) -> list[dict]:
     """The ledger without the events that record how a person's decision arrived (the pause, the
-    approval, the resume, the paused generation's first finish) and without times and timings."""
-    kept = []
+    approval, the resume, the paused generation's first finish) and without times and timings. The
+    held-out audit's events come last, in order, without the gate's verdict (`paused by the gate`
+    or `promoted by the gate`): the same audit either way, written before or after the pause."""
+    kept, audits = [], []
     for line in (run_dir / "ledger.jsonl").read_text().splitlines():
         r = json.loads(line)
-        if r["event"] in ("paused", "approved", "resumed") or r.get("detail", {}).get("decision") == "paused":
+        if r["event"] == "audited":
+            audits.append((r["generation"], r["successor"], r["metrics"], r["reasons"][0].split("; ", 1)[1],
+                           r["reasons"][1:]))
+        if r["event"] in ("paused", "approved", "resumed", "audited") \
+                or r.get("detail", {}).get("decision") == "paused":
             continue
         r.get("detail", {}).pop("seconds", None)
         kept.append({k: v for k, v in r.items() if k not in ("seq", "time", "prev", "hash")})
-    return kept
+    return kept + audits
 
 
 def test_approving_through_the_cli_ends_as_approving_through_an_approval_file(tmp_path):
@@ -218,9 +225,9 @@ def test_tripwire_pauses_and_approval_lifts_it(tmp_path):
     pause = ("gate.tripwires.capability_jump=0.01",)  # any nominee's proxy gain trips the wire
     state, lines = run_loop(run_dir, *pause)
     assert state.paused and not state.finished
-    assert ledger_events(run_dir)[-2].event == "paused"
+    assert [e.event for e in ledger_events(run_dir)[-3:]] == ["paused", "audited", "generation_finished"]
     assert any("rsi-loop-approve" in line for line in lines)
-    paused = ledger_events(run_dir)[-2]
+    paused = ledger_events(run_dir)[-3]
     assert any(r.startswith("tripwire: capability jump") for r in paused.reasons)
     approve_main([str(run_dir), "--by", "Ada", "--reason", "jumps were expected in this test"])
     events = ledger_events(run_dir)

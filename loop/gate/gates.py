@@ -145,45 +145,59 @@ class Probes:
                                       for r in probe.measure(scored.successor.model, data, reference)}
         return self._cache[scored.id]
 
-    def compare(self, mine: Readout, theirs: Readout, against: str, scale: float) -> Test:
+    def compare(self, mine: Readout, theirs: Readout, against: str, scale: float, rounds: int | None = None) -> Test:
         tolerance = mine.tolerance * self.tolerance_scale * scale
         if mine.kind == "accuracy":
             result = accuracy_regression(mine.items, theirs.items, tolerance)
         else:
             result = bootstrap_regression(mine.statistic, mine.items, theirs.items, tolerance,
-                                          mine.higher_is_better, self.bootstrap_rounds, self.seed)
+                                          mine.higher_is_better, rounds or self.bootstrap_rounds, self.seed)
         return Test(mine.metric, against, mine, theirs, tolerance, result)
 
-    def review(self, nominee: Scored, incumbent: Scored, baseline: Scored, data: DataView,
-               history: Sequence[Past]) -> Decision:
-        from evaluators.accuracy import Accuracy
-
+    def tests(self, nominee: Scored, incumbent: Scored, baseline: Scored, data: DataView,
+              rounds: int | None = None) -> list[Test]:
+        """Every probe metric of the nominee against the incumbent and against the baseline
+        (bootstrapped with `rounds`, default `bootstrap_rounds`)."""
         reference = baseline.successor.model
         mine = {r.metric: r for p in self.probes for r in p.measure(nominee.successor.model, data, reference)}
         others = {"incumbent": (self.readouts(incumbent, data, reference), 1.0),
                   "baseline": (self.readouts(baseline, data, reference), self.cumulative_factor)}
-        tests = [self.compare(readout, others[against][0][metric], against, others[against][1])
-                 for metric, readout in mine.items() for against in others]
-        rejected = holm({t.name: t.result.p for t in tests}, self.alpha)
+        return [self.compare(readout, others[against][0][metric], against, others[against][1], rounds)
+                for metric, readout in mine.items() for against in others]
 
+    def review(self, nominee: Scored, incumbent: Scored, baseline: Scored, data: DataView,
+               history: Sequence[Past]) -> Decision:
+        return self.decide(self.tests(nominee, incumbent, baseline, data), nominee, incumbent, data, history)
+
+    def decide(self, tests: Sequence[Test], nominee: Scored, incumbent: Scored, data: DataView,
+               history: Sequence[Past], secret: frozenset[str] = frozenset()) -> Decision:
+        """Holm across all `tests`, then the tripwires. Tests whose metric is in `secret` count like
+        any other, but their names, values and p-values stay out of the decision (which the
+        generator reads back as `Past.reasons` and `Past.gate`): a veto says only how many fired."""
+        from evaluators.accuracy import Accuracy
+
+        rejected = holm({t.name: t.result.p for t in tests}, self.alpha)
         metrics: dict[str, float] = {}
         if self.tripwires.audit_gap:  # measured only when the wire is armed
             audit = Accuracy(split="audit").evaluate(nominee.successor.model, data).proxy
             metrics["tripwire/audit_gap"] = nominee.scores.proxy - audit
-        for t in tests:
+        shown = [t for t in tests if t.metric not in secret]
+        for t in shown:
             metrics[f"probe/{t.metric}"] = t.mine.value
             metrics[f"probe/{t.metric}/{t.against}"] = t.theirs.value
             metrics[f"probe/{t.metric}/p_{t.against}"] = t.result.p
             # per probe: its worst regression in units of tolerance (above 1: beyond tolerance)
             probe = f"probe/{t.metric.split('/')[0]}"
             metrics[probe] = max(metrics.get(probe, float("-inf")), t.result.regression / max(t.tolerance, 1e-12))
-        failed = [t for t in tests if t.name in rejected]
+        failed = [t for t in shown if t.name in rejected]
+        hidden = len({t.metric for t in tests if t.metric in secret and t.name in rejected})
         reasons = [t.sentence("regresses") for t in failed]
-        reasons += [t.sentence("ok") for t in tests if t.against == "incumbent" and t.name not in rejected]
-        action = "veto" if failed else "promote"
-        if failed:
-            reasons.insert(0, "vetoed on " + ", ".join(f"{t.name} (p={t.result.p:.3g} < Holm threshold "
-                                                        f"{rejected[t.name]:.3g})" for t in failed))
+        reasons += [t.sentence("ok") for t in shown if t.against == "incumbent" and t.name not in rejected]
+        action = "veto" if failed or hidden else "promote"
+        if action == "veto":
+            named = [f"{t.name} (p={t.result.p:.3g} < Holm threshold {rejected[t.name]:.3g})" for t in failed]
+            named += [f"{hidden} secret regression test{'s' * (hidden > 1)} of the gate's bank"] if hidden else []
+            reasons.insert(0, "vetoed on " + ", ".join(named))
         tripped = self.tripwires.check(action, nominee.scores.proxy - incumbent.scores.proxy,
                                        metrics.get("tripwire/audit_gap"), history)
         if tripped:

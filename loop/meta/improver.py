@@ -124,6 +124,7 @@ def inner_config(source: DictConfig, genes: Mapping[str, GeneValue], task: tuple
         if GATES[gate] is not None:
             cfg.gate = {"_target_": GATES[gate]}
         cfg.tracker = {"_target_": "loop.tracker.trackers.NoTracker"}
+        cfg.audit = None  # meta-utility reads truth alone; a held-out audit would only cost time
         cfg.seed, cfg.resume, cfg.weak_to_strong = seed, None, False
         cfg.ledger = {"anchor": None}
         space = OmegaConf.to_container(cfg.successor.space, resolve=True)

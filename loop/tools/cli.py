@@ -72,8 +72,8 @@ def build_stages(cfg: DictConfig):
     built = {key: instantiate(cfg[key], key) for key in STAGES if key != "generator"}
     built["generator"] = instantiate(cfg.generator, "generator", space=space)
     truth = instantiate(cfg.truth, "truth") if cfg.get("truth") is not None else Accuracy(split="truth")
-    return Stages(**built, truth=truth, space=space,
-                  tracker=instantiate(cfg.tracker, "tracker"))
+    audit = instantiate(cfg.audit, "audit") if cfg.get("audit") is not None else None
+    return Stages(**built, truth=truth, space=space, tracker=instantiate(cfg.tracker, "tracker"), audit=audit)
 
 
 class RunPaused(RuntimeError):

@@ -26,6 +26,7 @@ from loop.checkpoints import atomic_write
 from loop.ledger import LedgerError, read
 from loop.tools.plots import empty_panel, png_bytes
 from loop.tools.improvers import sweep_section
+from loop.tools.pressure import pressure_plot, pressure_section
 from loop.tools.report import counts, finite, num, pgr, spread, tally, write_report
 from loop.tools.runs import Run, parse, status, veto_counts, w2s_generations
 
@@ -294,7 +295,28 @@ def gate_section(groups: Mapping[str, Sequence[Result]]) -> list[str]:
                        f"{blocked_by(runs)} |")
         if len(by_gate) > 1:
             sentences.append(f"- `{rest}`: {verdict(by_gate, regret)}")
+        if len(by_gate) == 2:
+            sentences += paired_regret(rest, by_gate)
     return out + ["", *sentences, ""]
+
+
+def paired_regret(setting: str, by_gate: Mapping[str, Sequence[Result]]) -> list[str]:
+    """The second gate's truth regret and final truth minus the first's, paired by seed, with a 95%
+    bootstrap interval (`loop.meta.utility.paired`): the same seeds, so the same task draws."""
+    from loop.meta.utility import paired
+
+    (a, first), (b, second) = by_gate.items()
+    mine = {r.seed: r for r in second}
+    pairs = [(mine[r.seed], r) for r in first if r.seed in mine]
+    out = []
+    for key, name in (("truth/regret", "truth regret"), ("incumbent/truth", "final truth")):
+        diffs = [x.final(key) - y.final(key) for x, y in pairs if x.final(key) is not None and y.final(key) is not None]
+        if len(diffs) >= 2:
+            d = paired(diffs)
+            words = ("its interval holds 0: no difference beyond seed noise" if not d.excludes_zero
+                     else f"{'higher' if d.mean > 0 else 'lower'} beyond seed noise")
+            out.append(f"  - {name} of `{b}` minus `{a}`, paired by seed ({d.n} seeds): {d.show()}; {words}")
+    return out
 
 
 def w2s_section(groups: Mapping[str, Sequence[Result]]) -> list[str]:
@@ -350,6 +372,7 @@ def markdown(name: str, groups: Mapping[str, Sequence[Result]], target: float) -
     out += gate_section(groups)
     out += w2s_section(groups)
     out += sweep_section(groups)
+    out += pressure_section([r for rs in groups.values() for r in rs])
     out += ["## Plots", "", "![incumbent truth per generation, median and min–max over seeds](plots/truth.png)", "",
             "![incumbent proxy per generation](plots/proxy.png)", "",
             "![Goodhart gap of the incumbent per generation](plots/gap.png)", "",
@@ -436,6 +459,9 @@ def write_sweep_report(sweep: Path | str, target: float = TARGET) -> Path:
              "gap.png": band_plot(groups, "gap/incumbent", "Goodhart gap of the incumbent (proxy - truth)",
                                   "proxy - truth"),
              "final.png": final_plot(groups)}
+    pressure = pressure_plot(results)
+    if pressure is not None:
+        plots["pressure.png"] = pressure
     for name, png in plots.items():
         atomic_write(sweep / "plots" / name, png)
     report = sweep / "report.md"

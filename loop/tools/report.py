@@ -142,6 +142,69 @@ def gate_timeline(run: Run) -> list[str]:
             "|---:|---|---|---:|---:|---:|---|", *rows, ""]
 
 
+def audit_failures(e: Event) -> list[str]:
+    """The held-out tests an `audited` event names as regressed (its first reason lists them)."""
+    if not e.metrics.get("audit/regressed"):
+        return []
+    listed = e.reasons[0].split(": ", 1)[1] if ": " in e.reasons[0] else ""
+    return [part.split(" (p=")[0] for part in listed.split(", ") if part]
+
+
+def audit_section(run: Run) -> list[str]:
+    """What the gate let through: the held-out audit of every reviewed nominee (`audited` events)."""
+    audited = [e for e in run.kept("audited") if e.generation >= 1]
+    if not audited:
+        return []
+    start = run.started.detail if run.started else {}
+    names = ", ".join((start.get("held_out") or {}).get("audit", [])) or "?"
+    promoted = [e for e in audited if e.reasons[0].startswith("promoted")]
+    vetoed = [e for e in audited if e.reasons[0].startswith("vetoed")]
+    slipped = [e for e in promoted if e.metrics.get("audit/regressed")]
+    lost = [e for e in promoted if (e.metrics.get("truth/gain") or 0) < 0]
+    rows = [f"| {e.generation} | {short(e.successor)} | {e.reasons[0].split(' by the gate')[0]} | "
+            f"{'**regresses**' if e.metrics.get('audit/regressed') else 'passes'} | "
+            f"{', '.join(audit_failures(e)) or '—'} | {num(e.metrics.get('truth/gain'), sign=True)} |"
+            for e in audited]
+    return ["## Held-out audit: what the gate let through", "",
+            f"Probe families the gate never consults ({names}) ran on each of the {len(audited)} nominees it "
+            f"reviewed, with the gate's paired tests, for this report only. Of {len(promoted)} promotions, "
+            f"**{len(slipped)} regress on the held-out audit** and {len(lost)} lose hidden truth; of "
+            f"{len(vetoed)} vetoes, {sum(bool(e.metrics.get('audit/regressed')) for e in vetoed)} regress on "
+            f"the audit too. (Paused nominees are counted in neither.)", "",
+            "| gen | nominee | gate | held-out audit | regressed on | truth gain vs incumbent |",
+            "|---:|---|---|---|---|---:|", *rows, ""]
+
+
+def bank_section(run: Run) -> list[str]:
+    """gate=growing's bank: each mined test (rule, when, from which failure, public or secret), how
+    often it fired, and the nominees it vetoed; the bank's size per generation."""
+    added = [e for e in run.kept("test_added")]
+    if not added:
+        return []
+    retired = {e.detail.get("name"): e.generation for e in run.kept("test_retired")}
+    runs = run.kept("tests_run")
+    decisions = {(e.generation, e.successor): e.event for e in run.kept(*GATE)}
+    fired: dict[str, list[str]] = {}
+    for e in runs:
+        for name in e.detail.get("fired", []):
+            fired.setdefault(name, []).append(f"{short(e.successor)} ({decisions.get((e.generation, e.successor), '?')}, "
+                                             f"gen {e.generation})")
+    rows = []
+    for e in added:
+        test = e.detail["test"]
+        name = test["name"]
+        rows.append(f"| {name} | {'secret' if test.get('secret') else 'public'} | {e.generation} | "
+                    f"{e.reasons[0].split(': ', 1)[-1]} | {e.reasons[1] if len(e.reasons) > 1 else '—'} | "
+                    f"{', '.join(fired.get(name, [])) or '—'} | {retired.get(name, '—')} |")
+    sizes = ", ".join(f"gen {e.generation}: {int(e.metrics.get('bank/tests', 0))}" for e in runs)
+    return ["## Mined regression tests (gate=growing)", "",
+            f"{len(added)} tests mined, {len(retired)} retired; bank size at each review: {sizes or '—'}. "
+            "Secret tests veto like the others, but the generator never reads their names or results; "
+            "they are named here, for people.", "",
+            "| test | kind | found in gen | rule | found from | fired on (decision) | retired in gen |",
+            "|---|---|---:|---|---|---|---:|", *rows, ""]
+
+
 def tally(counts: Mapping[str, int]) -> str:
     """`calibration 2, shortcut 1`, most frequent first; `—` when nothing vetoed or paused."""
     return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))) or "—"
@@ -287,6 +350,8 @@ def markdown(name: str, run: Run) -> str:
 
     out += goodhart_section(run)
     out += gate_timeline(run)
+    out += audit_section(run)
+    out += bank_section(run)
     nodes = lineage(run)
     if nodes:
         out += ["## Lineage", "", "Each promoted successor under the incumbent it was built from; a vetoed or "

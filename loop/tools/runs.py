@@ -124,6 +124,8 @@ def blockers(e: Event) -> list[str]:
             name = "tripwire " + next((w for w in TRIPWIRES if w in r), r[len("tripwire: "):][:40])
         elif r.startswith(("integrity: ", "human: ")):
             name = r.split(":", 1)[0]
+        elif r.startswith("vetoed on ") and "secret regression test" in r:  # gate=growing keeps its name back
+            name = "secret mined test"
         else:
             continue
         if name not in found:

@@ -74,6 +74,7 @@ def verify(run_dir: Path, anchor: Path | str | None = None) -> tuple[list[str], 
             checked.append(f"anchor {anchor} (line {recorded['seq'] + 1})")
 
     checked += check_checkpoints(run_dir, events, problems)
+    checked += check_bank(events, problems)
     started = next((e for e in events if e.event == "run_started"), None)
     config_path = run_dir / ".hydra" / "config.yaml"
     if started is None:
@@ -111,6 +112,46 @@ def check_checkpoints(run_dir: Path, events: list[Event], problems: list[str]) -
             problems.append(f"{line_of(weights[sid][0])}: successor {sid}: its id does not match its genome "
                             f"and weights")
     return [f"{len(weights)} checkpoints", f"{len(cards)} successor cards"]
+
+
+def check_bank(events: list[Event], problems: list[str]) -> list[str]:
+    """gate=growing's mined tests: each rule against the sha256 recorded with it, the bank within its
+    bound and retiring only live tests (over the events a resume kept, as the gate rebuilt its bank),
+    and no secret test named in what the generator reads (the gate's decisions' reasons and metrics)."""
+    from loop.state import settle
+
+    added = [e for e in events if e.event == "test_added"]
+    if not added:
+        return []
+    for e in added:
+        test = e.detail.get("test", {})
+        if sha256_text(canonical(test.get("rule"))) != test.get("sha256"):
+            problems.append(f"{line_of(e)}: mined test {test.get('name')}: its rule does not match the sha256 "
+                            f"recorded with it")
+    settled = settle(events)
+    kept = sorted([e for g in settled.generations.values() for e in g] + settled.unfinished, key=lambda e: e.seq)
+    live: set[str] = set()
+    secret = {e.detail["test"]["name"] for e in added if e.detail.get("test", {}).get("secret")}
+    bound = None
+    for e in kept:
+        if e.event == "test_added":
+            live.add(e.detail["test"]["name"])
+            bound = e.detail.get("bank_size", bound)
+        elif e.event == "test_retired":
+            if e.detail.get("name") not in live:
+                problems.append(f"{line_of(e)}: retired test {e.detail.get('name')} is not in the bank")
+            live.discard(e.detail.get("name"))
+        elif e.event in ("promoted", "vetoed", "paused"):
+            if bound is not None and len(live) > bound:
+                problems.append(f"{line_of(e)}: the gate reviewed with {len(live)} mined tests, above its bound {bound}")
+    for e in events:
+        if e.event in ("promoted", "vetoed", "paused"):
+            shown = " ".join([*e.reasons, *e.metrics])
+            leaked = sorted(n for n in secret if n in shown)
+            if leaked:
+                problems.append(f"{line_of(e)}: secret test{'s' * (len(leaked) > 1)} {', '.join(leaked)} named in "
+                                f"the gate's decision, which the generator reads")
+    return [f"{len(added)} mined tests"]
 
 
 def check_started(started: Event, config_path: Path, problems: list[str]) -> list[str]:
@@ -165,14 +206,16 @@ def source_file(qualified: str, prefixes: tuple[str, ...]) -> Path | None:
 
 
 def check_code(config: dict[str, Any], started: Event, hashes: dict[str, Any], problems: list[str]) -> list[str]:
-    """Source files of the evaluator, gate and truth evaluator against the hashes recorded at start.
+    """Source files of the evaluator, gate, truth evaluator and held-out audit against the hashes
+    recorded at start.
     A file that cannot be found here (a user's module not on the path) is left unchecked, and so is
     a plugin that has moved to another module since the run started (`loop.config.MOVED`): the file
     that was hashed no longer exists, so there is nothing to compare it with."""
     from loop.config import MOVED
 
     plugins = started.detail.get("plugins") or {}
-    classes = {"evaluator": plugins.get("evaluator"), "gate": plugins.get("gate"), "truth": plugins.get("truth", TRUTH)}
+    classes = {"evaluator": plugins.get("evaluator"), "gate": plugins.get("gate"), "truth": plugins.get("truth", TRUTH),
+               "audit": plugins.get("audit")}
     prefixes, n, moved = _allowed(config), 0, []
     for stage, qualified in classes.items():
         expected = hashes.get(f"code/{stage}")

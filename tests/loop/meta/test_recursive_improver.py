@@ -49,7 +49,7 @@ def test_an_outer_run_scores_improvers_by_their_inner_loops(outer):
     started = ledger_events(run_dir)[0]
     assert started.detail["plugins"]["truth"] == "evaluators.meta_utility.MetaUtility"
     problems, summary = verify(run_dir)
-    assert problems == [] and "3 code files" in summary
+    assert problems == [] and "3 code files" in summary  # its audit has nothing to run: not hashed
     report = (run_dir / "report.md").read_text()
     assert "## Improvers: meta-utility on meta-train and held-out tasks" in report
     base = evaluated[0].metrics

@@ -29,7 +29,7 @@ def test_an_intact_run_passes_with_and_without_its_anchor(intact, capsys):
     n = len(records(intact.path))
     cards = len(list((intact.path / "successors").glob("*.json")))
     assert out == (f"intact: {n} ledger lines, {cards} checkpoints, {cards} successor cards, config, thresholds, "
-                   f"3 code files, 5 data splits\n")
+                   f"4 code files, 5 data splits\n")  # evaluator, truth, gate, held-out audit
     code, out = verify_cli(capsys, intact.path, "--anchor", intact.anchor)
     assert code == 0 and f"anchor {intact.anchor} (line {n})" in out
 

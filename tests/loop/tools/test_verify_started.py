@@ -26,7 +26,7 @@ def test_a_code_hash_recorded_as_unknown_is_left_unchecked(run):
     rows[0]["detail"]["hashes"]["code/evaluator"] = "unknown"  # the engine could not find the source
     write_records(run, rehash(rows))
     problems, checked = verify(run)
-    assert problems == [] and "2 code files" in checked
+    assert problems == [] and "3 code files" in checked
 
 
 def test_a_moved_plugin_is_skipped_and_the_rest_still_checked(run):
@@ -157,7 +157,7 @@ def test_a_plugin_whose_source_is_not_here_is_skipped_and_the_rest_still_checked
     rows[0]["detail"]["hashes"]["code/truth"] = sha256_text("another truth evaluator")
     write_records(run, rehash(rows))
     problems, checked = verify(run)
-    assert "2 code files" in checked  # the gate and the truth evaluator; the evaluator left unchecked
+    assert "3 code files" in checked  # the gate, the truth evaluator and the audit; the evaluator left unchecked
     assert len(problems) == 1 and "code/truth changed since the run started" in problems[0]
 
 
@@ -175,7 +175,7 @@ def test_a_run_that_recorded_no_truth_plugin_has_its_truth_code_checked_as_accur
     rows[0]["detail"]["hashes"]["code/truth"] = sha256_text("another truth evaluator")
     write_records(run, rehash(rows))
     problems, checked = verify(run)
-    assert "3 code files" in checked
+    assert "4 code files" in checked  # evaluator, truth, gate, held-out audit
     assert problems == ["ledger.jsonl line 1 (run_started): code/truth changed since the run started "
                         f"({Path(__import__('evaluators.accuracy').accuracy.__file__)})"]
 
@@ -185,4 +185,13 @@ def test_a_plugin_without_a_recorded_code_hash_is_left_unchecked(run):
     del rows[0]["detail"]["hashes"]["code/gate"]
     write_records(run, rehash(rows))
     problems, checked = verify(run)
-    assert problems == [] and "2 code files" in checked
+    assert problems == [] and "3 code files" in checked
+
+
+def test_a_changed_held_out_audit_is_named(run):
+    rows = records(run)
+    rows[0]["detail"]["hashes"]["code/audit"] = sha256_text("another audit")
+    write_records(run, rehash(rows))
+    problems, _ = verify(run)
+    assert problems == ["ledger.jsonl line 1 (run_started): code/audit changed since the run started "
+                        f"({Path(__import__('loop.gate.audit').gate.audit.__file__)})"]

@@ -1,0 +1,78 @@
+"""The negative control of a sweep's arm comparison: one arm against itself on other seeds.
+
+    python benchmarks/negative_control.py SWEEP SWEEP_OTHER_SEEDS [--where gate=probes] \\
+        [--metric truth/regret] [--metric incumbent/truth] [--metric audit_slip_share]
+
+Runs of the two sweeps that match `--where` are grouped by their other overrides (seed and `gate`
+aside), paired in seed order (the first sweep's lowest seed with the other's lowest, ...), and each
+metric's paired difference is printed with the 95% bootstrap interval the sweep reports use
+(`loop.meta.utility.paired`). A metric is a key of the last `generation_finished` (e.g.
+`truth/regret`, `incumbent/truth`) or `audit_slip_share` (the share of promotions that regress on
+the held-out audit). The intervals should hold 0: if they do not, seed noise alone makes arms look
+different and the arm comparison is not to be trusted.
+
+    rsi-loop -m experiment=gate_pressure hydra.sweep.dir=multirun/pressure
+    rsi-loop -m experiment=gate_pressure gate=probes seed=5,6,7,8,9 hydra.sweep.dir=multirun/pressure_neg
+    python benchmarks/negative_control.py multirun/pressure multirun/pressure_neg --where gate=probes
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def arms(sweep: Path, where: dict[str, str]) -> dict[str, list]:
+    """{setting: runs in seed order} of the runs matching `where`; the setting names the other overrides."""
+    from loop.tools.compare import load
+
+    out: dict[str, list] = {}
+    for r in load(sweep):
+        if all(r.overrides.get(k) == v for k, v in where.items()):
+            setting = " ".join(f"{k}={v}" for k, v in sorted(r.overrides.items()) if k not in ("seed", *where))
+            out.setdefault(setting or "all runs", []).append(r)
+    for runs in out.values():
+        runs.sort(key=lambda r: int(r.seed) if r.seed.isdigit() else r.seed)
+    return out
+
+
+def value(result, metric: str) -> float | None:
+    if metric == "audit_slip_share":
+        from loop.tools.pressure import rung_of
+
+        return rung_of(result.seed, result.run).slip_rate
+    return result.final(metric)
+
+
+def main() -> None:
+    from loop.meta.utility import paired
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweep", type=Path)
+    parser.add_argument("other", type=Path)
+    parser.add_argument("--where", action="append", default=[], help="key=value the runs must have overridden")
+    parser.add_argument("--metric", action="append", default=[])
+    args = parser.parse_args()
+    where = dict(w.split("=", 1) for w in args.where)
+    metrics = args.metric or ["truth/regret", "incumbent/truth"]
+    first, second = arms(args.sweep, where), arms(args.other, where)
+    print(f"negative control: {args.sweep} against {args.other} ({' '.join(args.where) or 'all runs'}), "
+          "paired in seed order; mean [95% bootstrap interval] (pairs)")
+    for setting in sorted(set(first) & set(second)):
+        a, b = first[setting], second[setting]
+        cells = []
+        for metric in metrics:
+            diffs = [x - y for x, y in ((value(r, metric), value(s, metric)) for r, s in zip(a, b))
+                     if x is not None and y is not None]
+            d = paired(diffs) if diffs else None
+            cells.append(f"{metric} {d.show()} ({d.n}){'' if d.n < 2 or not d.excludes_zero else ' EXCLUDES 0'}"
+                         if d else f"{metric} —")
+        print(f"  {setting}: seeds {[r.seed for r in a]} vs {[r.seed for r in b]}: " + "; ".join(cells))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""`gate=growing` (`loop.gate.growing.Growing`): the probe gate plus a bank of mined regression
+tests, bounded, hashed into the ledger, with a secret half the generator never reads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import redteam
+from conftest import compose_config, ledger_events, run_loop
+from loop.gate.gates import Probes, Tripwires
+from loop.gate.growing import Growing, describe, kmeans, rule_hash
+from loop.ledger import GENESIS, Event, chain_hash
+from loop.stages import Candidate, Past, Scored, Scores, Successor, TaskShape
+from loop.tools.cli import build_stages
+from loop.tools.verify import verify
+
+QUIET = Tripwires(audit_gap=0, audit_gap_generations=0, capability_jump=0, vetoes_in_a_row=0)
+
+
+@pytest.fixture(scope="module")
+def lab():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    stages = build_stages(compose_config("tracker=none"))
+    task = stages.objective.prepare()
+    models = [redteam.honest(task.splits["train"], 1000 + seed) for seed in range(3)]
+    yield stages.gate.probes, task, models
+    torch.set_num_threads(before)
+
+
+def gate(probes, **settings) -> Growing:
+    g = Growing(Probes(probes, tripwires=QUIET), **settings)
+    g.check_task(TaskShape(64, 10, 400, "cpu", image=(8, 8), objective="digits"))
+    return g
+
+
+def scored(model, sid: str) -> Scored:
+    successor = Successor(sid, Candidate("1.0", redteam.GOOD, None, 0), model, {"parameters": 1})
+    return Scored(successor, Scores(0.9), 0.9)
+
+
+def review(g: Growing, task, nominee, incumbent, history=()):
+    return g.review(nominee, incumbent, incumbent, task.view("gate", "probe", "audit", "proxy"), list(history))
+
+
+def test_a_lost_class_is_mined_on_one_split_and_vetoed_on_the_other_by_name(lab):
+    probes, task, (base, *_) = lab
+    g = gate(probes)
+    decision = review(g, task, scored(redteam.sinks_class(base), "n"), scored(base, "i"))
+    added = [n for n in decision.notes if n.event == "test_added"]
+    first = added[0].detail["test"]
+    assert first["rule"] == {"kind": "class", "label": 3} and not first["secret"]  # the 1st is public
+    assert first["sha256"] == rule_hash(first["rule"]) and first["found"]["nominee"] == "n"
+    assert added[0].reasons[1].startswith("nominee n lost ") and "items of class 3 (" in added[0].reasons[1]
+    assert len(added) == 2 and added[1].detail["test"]["secret"]  # per_review 2; every 2nd secret
+    assert decision.action == "veto"
+    assert decision.reasons[0].startswith("vetoed on ") and f"{first['name']} vs incumbent (p=" in decision.reasons[0]
+    assert f"probe/{first['name']}" in decision.probes
+    run = [n for n in decision.notes if n.event == "tests_run"][0]
+    assert first["name"] in run.detail["fired"] and run.metrics["bank/tests"] == 2.0
+    assert [n.event for n in decision.notes] == ["test_added", "test_added", "tests_run"]
+
+
+def test_a_secret_test_vetoes_without_its_name_values_or_p_in_the_decision(lab):
+    probes, task, (base, *_) = lab
+    g = gate(probes, secret_every=1, per_review=1)  # every test secret
+    decision = review(g, task, scored(redteam.sinks_class(base), "n"), scored(base, "i"))
+    name = g.bank[0]["name"]
+    assert g.bank[0]["secret"] and decision.action == "veto"
+    assert decision.reasons[0].startswith("vetoed on ") and decision.reasons[0].endswith(
+        ", 1 secret regression test of the gate's bank")
+    shown = " ".join([*decision.reasons, *decision.probes])
+    assert name not in shown and "class 3" not in shown and "mined" not in shown
+    assert name in [n for n in decision.notes if n.event == "tests_run"][0].detail["fired"]  # ledger only
+
+
+def test_an_honest_successor_is_not_vetoed_by_the_tests_the_loop_mined_so_far(lab):
+    probes, task, (base, other, third) = lab
+    g = gate(probes)
+    review(g, task, scored(redteam.sinks_class(base), "bad"), scored(base, "i"))  # mines class 3 and more
+    decision = review(g, task, scored(other, "honest"), scored(base, "i"))
+    assert decision.action == "promote", decision.reasons
+    assert len(g.bank) >= 3  # old tests ran on the honest nominee too
+    assert review(g, task, scored(redteam.sinks_class(third), "bad2"), scored(third, "i2")).action == "veto"
+
+
+def test_the_bank_is_bounded_and_retires_the_oldest_test_that_ran_and_never_fired(lab):
+    probes, task, (base, other, third) = lab
+    g = gate(probes, bank_size=3, per_review=2)
+    first = review(g, task, scored(other, "n1"), scored(base, "i"))  # honest: mines the incumbent's weak places
+    assert [n.detail["fired"] for n in first.notes if n.event == "tests_run"] == [[]]
+    quiet = [t["name"] for t in g.bank]
+    second = review(g, task, scored(redteam.sinks_class(base), "n2"), scored(base, "i"))  # 2 more: 4 > 3
+    retired = [n for n in second.notes if n.event == "test_retired"]
+    assert [n.detail["name"] for n in retired] == [quiet[0]] and len(g.bank) == 3
+    assert "it has run and never fired, and it is the oldest such" in retired[0].reasons[0]
+    fired = [n for n in second.notes if n.event == "tests_run"][0].detail["fired"]
+    new = [t["name"] for t in g.bank[1:]]
+    assert fired and set(fired) <= set(new)  # mined from this nominee's losses and fired at once
+    third_review = review(g, task, scored(third, "n3"), scored(base, "i"))
+    gone = [n.detail["name"] for n in third_review.notes if n.event == "test_retired"]
+    assert gone[0] == quiet[1]  # the last quiet test that ran, before any that fired or is new
+    assert len(g.bank) == 3 and g.added == 6
+
+
+def test_restore_rebuilds_the_bank_from_the_ledgers_events(lab):
+    probes, task, (base, other, _) = lab
+    g = gate(probes, bank_size=3)
+    events = []
+    for i, nominee in enumerate((redteam.sinks_class(base), other)):
+        for note in review(g, task, scored(nominee, f"n{i}"), scored(base, "i")).notes:
+            events.append(Event(len(events), 0.0, 1, note.event, f"n{i}", "i", dict(note.metrics),
+                                tuple(note.reasons), dict(note.detail), ""))
+    again = gate(probes, bank_size=3)
+    again.restore(events)
+    assert [(t["name"], t["fired"]) for t in again.bank] == [(t["name"], t["fired"]) for t in g.bank]
+    assert again.added == g.added == 4
+
+
+def test_settings_out_of_range_are_refused(lab):
+    probes = lab[0]
+    with pytest.raises(ValueError, match="gate.bank_size must be a whole number >= 1, got 0"):
+        Growing(Probes(probes), bank_size=0)
+    with pytest.raises(ValueError, match="gate.mine_on and gate.test_on must be two different gate splits"):
+        Growing(Probes(probes), mine_on="probe", test_on="probe")
+    with pytest.raises(ValueError, match="improvers' inputs are task draws: use gate=inner_probes"):
+        Growing(Probes([])).check_task(TaskShape(3, 1, 1, "cpu", "tasks"))
+
+
+def test_rules_are_named_for_people_and_clusters_are_deterministic():
+    assert describe({"kind": "cluster", "k": 8, "index": 2, "seed": 0}) == "items in k-means cluster 2 of 8"
+    assert describe({"kind": "noise", "sigma": 0.4, "seed": 0}) == "Gaussian noise sigma 0.4"
+    x = torch.cat([torch.zeros(10, 2), torch.ones(10, 2) * 5]).double().numpy()
+    centres = kmeans(x, 2, seed=0)
+    assert sorted(centres[:, 0].tolist()) == [0.0, 5.0] and (kmeans(x, 2, seed=0) == centres).all()
+
+
+def test_a_growing_run_hashes_its_tests_rebuilds_them_on_resume_and_never_shows_secrets(tmp_path, monkeypatch):
+    import loop.generator.mutation as sa
+    from loop.tools.cli import approve_main
+
+    seen: list[Past] = []
+    real = sa.SelfAdaptive.propose
+
+    def spy(self, parent, history, n, rng):
+        seen.extend(history)
+        return real(self, parent, history, n, rng)
+
+    monkeypatch.setattr(sa.SelfAdaptive, "propose", spy)
+    run_dir, pause = tmp_path / "r", ("gate=growing", "gate.checks.tripwires.capability_jump=0.01")
+    state, _ = run_loop(run_dir, *pause)
+    assert state.paused  # a tripwire paused it; resuming must rebuild the bank from the ledger
+    approve_main([str(run_dir), "--by", "Ada", "--reason", "test"])
+    run_loop(run_dir, *pause, resume=True)
+    events = ledger_events(run_dir)
+    added = [e.detail["test"] for e in events if e.event == "test_added"]
+    names = [t["name"] for t in added]
+    assert len(names) == len(set(names)) >= 4 and [int(n[5:].split("-")[0]) for n in names] == \
+        list(range(1, len(names) + 1))  # numbering went on after the resume
+    secret = [t["name"] for t in added if t["secret"]]
+    shown = " ".join(text for past in seen for text in (*past.reasons, *past.gate))
+    assert secret and seen and not any(name in shown for name in secret)
+    assert verify(run_dir)[0] == []
+    assert "## Mined regression tests (gate=growing)" in (run_dir / "report.md").read_text()
+
+    ledger = run_dir / "ledger.jsonl"  # now leak one into a decision the generator reads, and re-chain
+    rows = [json.loads(line) for line in ledger.read_text().splitlines()]
+    at = next(i for i, r in enumerate(rows) if r["event"] in ("vetoed", "promoted", "paused") and r["generation"] >= 1)
+    rows[at]["reasons"] = [*rows[at]["reasons"], f"{secret[0]} fired"]
+    prev = GENESIS
+    for row in rows:
+        row["prev"] = prev
+        row["hash"] = prev = chain_hash(row)
+    ledger.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    problems = verify(run_dir)[0]
+    assert any(f"secret test {secret[0]} named in the gate's decision" in p for p in problems), problems
