@@ -4,11 +4,11 @@ tests against gate=probes alone, side by side on the same honest pair of models.
     python benchmarks/gate_bank.py [--repeats 5] [--banks 10,50,200]
 
 The bank is filled with distinct rules of the kinds the gate mines (labels, k-means clusters, noise,
-blanked patches, FGSM from the baseline) and mining is switched off (`per_review` tests are still
-sought, but every rule the library offers is already in the bank where it fits), so the time is
-the review itself: the fixed probes, every mined test on the nominee, Holm. Each repeat reviews a
-fresh nominee id (nothing cached for it; the incumbent's and baseline's readouts are cached, as
-in a run). Prints the median seconds per review and its ratio to gate=probes; never asserted.
+blanked patches, FGSM from the baseline); each review then does what it does in a run: mines (the
+library's rules not yet in the bank; at most one added, one retired), runs the fixed probes and
+every banked test on the nominee, Holm over all. Each repeat reviews a fresh nominee id (nothing
+cached for it; the incumbent's and baseline's readouts are cached, as in a run). Prints the median
+seconds per review and its ratio to gate=probes; never asserted.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ sys.path.insert(1, str(ROOT / "tests"))
 def rules(n: int) -> list[dict]:
     """n distinct mined-test rules for 8x8 digits."""
     found: list[dict] = [{"kind": "class", "label": c} for c in range(10)]
-    found += [{"kind": "cluster", "k": k, "index": j, "seed": 0} for k in (8, 16, 32) for j in range(k)]
+    found += [{"kind": "cluster", "k": k, "index": j, "seed": 0} for k in (8, 16) for j in range(k)]
     found += [{"kind": "occlusion", "size": 3, "row": r, "col": c} for r in range(6) for c in range(6)]
-    found += [{"kind": "noise", "sigma": s, "seed": seed} for s in (0.2, 0.4) for seed in range(40)]
+    found += [{"kind": "noise", "sigma": s, "seed": seed} for s in (0.2, 0.4) for seed in range(60)]
     found += [{"kind": "fgsm", "epsilon": e / 100} for e in range(2, 32, 2)]
     if n > len(found):
         raise SystemExit(f"at most {len(found)} distinct rules here, asked for {n}")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-from loop.tools.runs import GATE, Run
+from loop.tools.runs import GATE, Run, review_load
 
 if TYPE_CHECKING:
     from loop.tools.compare import Result
@@ -42,6 +42,7 @@ class Rung:
     slipped: int  # of those, promotions that regress on it
     truth: float | None  # the final incumbent's hidden truth
     gain: float | None  # ... minus the generation-0 baseline's
+    gate_share: float | None  # the gate's seconds over the generations' wall time (varies run to run)
 
     @property
     def pass_rate(self) -> float | None:
@@ -59,9 +60,12 @@ def rung_of(seed: str, run: Run) -> Rung:
     truth = last.metrics.get("incumbent/truth") if last else None
     first = run.generations.get(0)
     base = first.finished.metrics.get("incumbent/truth") if first and first.finished else None
+    loads = review_load(run)
+    wall = sum(x.seconds for x in loads)
     return Rung(seed, len(decisions), sum(e.event == "promoted" for e in decisions), len(audited),
                 sum(bool(e.metrics.get("audit/regressed")) for e in audited), truth,
-                truth - base if truth is not None and base is not None else None)
+                truth - base if truth is not None and base is not None else None,
+                sum(x.gate_seconds for x in loads) / wall if wall else None)
 
 
 def ladder(results: Sequence["Result"]) -> dict[str, dict[int, list[Rung]]]:
@@ -120,16 +124,17 @@ def pressure_section(results: Sequence["Result"]) -> list[str]:
            "Per gate and candidates per generation (n; every candidate may be reviewed, best proxy first, "
            "until one passes), mean over seeds [95% bootstrap interval]. sqrt(KL) is that of best-of-n "
            "selection, KL = log n - (n-1)/n. Pass rate: promotions per review. Audit slips: promotions that "
-           "regress on the held-out audit (pooled count, then the mean of each seed's share).", "",
+           "regress on the held-out audit (pooled count, then the mean of each seed's share). The gate's share "
+           "of wall time is the review load (it varies run to run; the rest repeats).", "",
            "| gate | n | sqrt(KL) | seeds | reviews per run | pass rate | audit slips | slip share | final truth "
-           "| truth gain vs gen 0 |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "| truth gain vs gen 0 | gate share of wall time |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for gate, rungs in gates.items():
         for n, rs in sorted(rungs.items()):
             slipped, audited = sum(r.slipped for r in rs), sum(r.audited for r in rs)
             out.append(f"| {gate} | {n} | {math.sqrt(kl_best_of_n(n)):.3f} | {len(rs)} | "
                        f"{cell([float(r.reviewed) for r in rs])} | {cell([r.pass_rate for r in rs])} | "
                        f"{slipped} of {audited} | {cell([r.slip_rate for r in rs])} | {cell([r.truth for r in rs])} | "
-                       f"{cell([r.gain for r in rs])} |")
+                       f"{cell([r.gain for r in rs])} | {cell([r.gate_share for r in rs])} |")
     out += ["", "Gao et al.'s best-of-n form fitted to each gate's truth gain over its lowest rung, paired by "
             "seed: gain = d (alpha - beta d), d = sqrt(KL).", ""]
     for gate, rungs in gates.items():

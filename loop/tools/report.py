@@ -24,7 +24,8 @@ from loop.config import STAGES
 from loop.ledger import Event, read
 from loop.tools.plots import PLOTS
 from loop.tools.runs import (GATE, IN_PROGRESS, Node, Run, blockers, holds_nominee, how_to_continue,
-                            human_decisions, lineage, parse, pause_cause, status, veto_counts, w2s_generations)
+                            human_decisions, lineage, parse, pause_cause, review_load, status, veto_counts,
+                            w2s_generations)
 
 
 def num(x: Any, sign: bool = False) -> str:
@@ -54,6 +55,30 @@ def time_table(run: Run) -> list[str]:
             for stage, seconds in sorted(totals.items(), key=lambda kv: -kv[1])]
     return ["## Where the time goes", "", f"Wall time of the finished generations: {whole:.2f} s.", "",
             "| stage | seconds | share |", "|---|---:|---:|", *rows, ""]
+
+
+def review_section(run: Run) -> list[str]:
+    """Review load (Amdahl): per generation, the reviews, the tests they ran, the bank, the approvals
+    asked and the gate's share of the generation's wall time; when review became the bottleneck."""
+    loads = [x for x in review_load(run) if x.reviews]
+    if not loads:
+        return []
+    rows = [f"| {x.generation} | {x.reviews} | {x.tests} | {x.bank} | {x.asked} | {x.gate_seconds:.2f} | "
+            f"{x.audit_seconds:.2f} | {x.seconds:.2f} | {x.share:.0%} |" for x in loads]
+    first, last = loads[0], loads[-1]
+    bottleneck = next((x for x in loads if x.share > 0.5), None)
+    verdict = (f"Review is the bottleneck from generation {bottleneck.generation}: the gate took {bottleneck.share:.0%} "
+               f"of its wall time, more than everything else together, so faster training cannot speed the loop "
+               f"up by more than {1 / (1 - bottleneck.share) if bottleneck.share < 1 else float('inf'):.1f}x "
+               f"(Amdahl)." if bottleneck else
+               f"Review never became the bottleneck: the gate's share of a generation's wall time was at most "
+               f"{max(x.share for x in loads):.0%}.")
+    return ["## Review load", "",
+            f"What reviewing cost, per generation with a review (wall times vary run to run; the counts do not). "
+            f"The gate's share went from {first.share:.0%} (generation {first.generation}) to {last.share:.0%} "
+            f"(generation {last.generation}). {verdict}", "",
+            "| gen | reviews | tests run | mined tests in bank | approvals asked | gate s | audit s | generation s "
+            "| gate share |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|", *rows, ""]
 
 
 # --- what stopped a nominee, the lineage, the Goodhart and weak-to-strong measurements ---------
@@ -359,6 +384,7 @@ def markdown(name: str, run: Run) -> str:
     out += w2s_section(run)
     out += run_section(run)
     out += time_table(run)
+    out += review_section(run)
     out += ["## Gate decisions", ""]
     for e in gate_events:  # tests within tolerance fold away: what decided stays in sight
         passed = [r for r in e.reasons if r.endswith(": ok")]

@@ -134,6 +134,42 @@ def blockers(e: Event) -> list[str]:
                      if k.startswith("probe/") and k.count("/") == 1 and v is not None and v > 1]
 
 
+@dataclass(frozen=True)
+class Load:
+    """What reviewing cost in one finished generation (issue 13's review load)."""
+
+    generation: int
+    reviews: int  # gate decisions (fallback reviews included)
+    tests: int  # paired tests run: the probes' and, under gate=growing, the whole bank's (secret ones too)
+    bank: int  # mined tests in the bank at the last review (0 without gate=growing)
+    asked: int  # decisions a person was asked for (gate=human, tripwire pauses)
+    gate_seconds: float
+    audit_seconds: float
+    seconds: float  # the generation's wall time
+
+    @property
+    def share(self) -> float:
+        return self.gate_seconds / self.seconds if self.seconds else 0.0
+
+
+def review_load(run: Run) -> list[Load]:
+    """Per finished generation after 0: reviews, tests run, approvals asked and the gate's seconds."""
+    out = []
+    for g in run.done:
+        if g.number < 1:
+            continue
+        decisions = g.of(*GATE)
+        banks = {e.successor: int(e.metrics.get("bank/tests") or 0) for e in g.of("tests_run")}
+        tests = sum(sum(k.endswith(("/p_incumbent", "/p_baseline")) and not k.startswith("probe/mined")
+                        for k in e.metrics) + 2 * banks.get(e.successor, 0) for e in decisions)
+        asked = sum(any(r.startswith("human: ") for r in e.reasons) or e.event == "paused" for e in decisions)
+        seconds = g.finished.detail.get("seconds") or {}
+        out.append(Load(g.number, len(decisions), tests, max(banks.values(), default=0), asked,
+                        float(seconds.get("gate", 0.0)), float(seconds.get("audit", 0.0)),
+                        float(seconds.get("total", 0.0))))
+    return out
+
+
 def veto_counts(run: Run) -> dict[str, int]:
     """How often each probe (or tripwire, integrity check, person) vetoed or paused a nominee."""
     counts: dict[str, int] = {}

@@ -15,6 +15,7 @@ from loop.gate.growing import Growing, describe, kmeans, rule_hash
 from loop.ledger import GENESIS, Event, chain_hash
 from loop.stages import Candidate, Past, Scored, Scores, Successor, TaskShape
 from loop.tools.cli import build_stages
+from loop.tools.runs import parse, review_load
 from loop.tools.verify import verify
 
 QUIET = Tripwires(audit_gap=0, audit_gap_generations=0, capability_jump=0, vetoes_in_a_row=0)
@@ -164,7 +165,16 @@ def test_a_growing_run_hashes_its_tests_rebuilds_them_on_resume_and_never_shows_
     shown = " ".join(text for past in seen for text in (*past.reasons, *past.gate))
     assert secret and seen and not any(name in shown for name in secret)
     assert verify(run_dir)[0] == []
-    assert "## Mined regression tests (gate=growing)" in (run_dir / "report.md").read_text()
+    report = (run_dir / "report.md").read_text()
+    assert "## Mined regression tests (gate=growing)" in report and "## Review load" in report
+    loads = [x for x in review_load(parse(events)) if x.reviews]
+    banks: dict[int, int] = {}
+    for e in events:
+        if e.event == "tests_run":
+            banks[e.generation] = int(e.metrics["bank/tests"])  # the bank grows: its last review's size
+    assert loads and {x.generation: x.bank for x in loads} == {g: banks[g] for g in (x.generation for x in loads)}
+    assert all(x.tests == x.reviews * 2 * (16 + x.bank) for x in loads if x.reviews == 1)  # 16 probe metrics
+    assert sum(x.asked for x in loads) == sum(e.event == "paused" for e in events)  # the tripwire's pauses
 
     ledger = run_dir / "ledger.jsonl"  # now leak one into a decision the generator reads, and re-chain
     rows = [json.loads(line) for line in ledger.read_text().splitlines()]
