@@ -9,7 +9,10 @@ changes, and every gene stays inside the successor space's bounds.
 successor (its genome's `generator` part), themselves mutated log-normally and inherited with it, as
 in evolution strategies: promoting a successor also promotes the machinery that proposes the next.
 `generator=fixed` is the same with those genes frozen: the control that measures whether that
-recursion pays off.
+recursion pays off. A genome may also carry operator weights (`weight_<op>` generator genes, as an
+improver freezes them into its inner loops): each child is then made by one operator drawn in
+proportion (mutate all, only the architecture, only the recipe, only the learning rate, crossover,
+restart from generation 0).
 
 The other generators build on these operators: `loop.generator.crossover`, `loop.generator.bandit`.
 """
@@ -120,6 +123,46 @@ class SelfAdaptive:
         for _ in range(n):
             child = self_adapt(self.space, parent, keys, self.tau, rng)
             own = self.space.initial if self.steps_from == "generation0" else child
-            children.append(mutate_genes(self.space, child, float(own.generator["rate"]),
-                                         float(own.generator["scale"]), rng))
+            op = pick_operator(own, rng)
+            children.append(self.operate(op, child, float(own.generator["rate"]), float(own.generator["scale"]),
+                                         parent, history, rng))
         return children
+
+    def operate(self, op: str, child: Genome, rate: float, scale: float, parent: Genome,
+                history: Sequence[Past], rng: np.random.Generator) -> Genome:
+        """One operator on one child (`all`, today's mutation of every gene, unless the genome
+        carries operator weights): mutate only the architecture, only the recipe, only the learning
+        rate; cross over with one of the best past genomes first; or restart from generation 0's
+        genome (keeping the child's generator genes) and mutate that."""
+        from loop.generator.crossover import mating_pool, recombine
+
+        only = None
+        if op in ("arch", "recipe"):
+            only = {(op, k) for k in self.space.genes[op]}
+        elif op == "lr":
+            only = {("recipe", "lr")}
+        elif op == "crossover":
+            mates = mating_pool(parent, history, 4)
+            if mates:
+                child = recombine(child, mates[rng.integers(len(mates))], rng, parts=("arch", "recipe"))
+        elif op == "restart":
+            child = self.space.initial.replace(generator=dict(child.generator))
+        return mutate_genes(self.space, child, rate, scale, rng, only)
+
+
+WEIGHTED_OPERATORS = ("all", "arch", "recipe", "lr", "crossover", "restart")  # `weight_<op>` generator genes
+
+
+def pick_operator(genome: Genome, rng: np.random.Generator) -> str:
+    """The operator a child is made with, drawn in proportion to the `weight_<op>` generator genes
+    the genome carries (an improver's operator weights, frozen into its inner loops). Without such
+    genes, or with one operator carrying all the weight, no draw is made: `all` (or that operator),
+    so a genome without weights mutates exactly as before."""
+    weights = {op: float(genome.generator[f"weight_{op}"]) for op in WEIGHTED_OPERATORS
+               if f"weight_{op}" in genome.generator}
+    positive = {op: w for op, w in weights.items() if w > 0}
+    if len(positive) <= 1:
+        return next(iter(positive), "all")
+    ops = list(positive)
+    total = sum(positive.values())
+    return ops[int(rng.choice(len(ops), p=[positive[op] / total for op in ops]))]

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from loop.config import CONFIG_DIR
 from loop.ledger import canonical
 from loop.objective.families import check_families
+from loop.generator.mutation import WEIGHTED_OPERATORS
 from loop.stages import Genome, GeneValue
 
 GATES = {"off": "loop.gate.gates.Off", "run": None}  # "run": the source run's own gate
@@ -110,10 +111,13 @@ def frozen_space(space: Mapping[str, Any], genes: Mapping[str, GeneValue]) -> di
 
 
 def inner_config(source: DictConfig, genes: Mapping[str, GeneValue], task: tuple[str, int, int],
-                 budget: Mapping[str, int], gate: str = "off", margin: float | None = None) -> DictConfig:
+                 budget: Mapping[str, int], gate: str = "off", margin: float | None = None,
+                 inherit: str = "free") -> DictConfig:
     """The config of one inner loop: the source config (its successor family, generator plugin,
     execution, evaluator, promotion) on one task draw `(family, draw, inner seed)`, under `budget`,
-    with the generator genes `genes` frozen in (and the promotion margin, where an improver sets it)."""
+    with the generator genes `genes` frozen in (operator weights `weight_<op>` added to the inner
+    space where it lacks them), the promotion margin where an improver sets it, and the inner
+    successors' weight inheritance frozen to `inherit` unless it is `free`."""
     family, draw, seed = task
     cfg = copy.deepcopy(source)
     with open_dict(cfg):
@@ -128,8 +132,17 @@ def inner_config(source: DictConfig, genes: Mapping[str, GeneValue], task: tuple
         cfg.seed, cfg.resume, cfg.weak_to_strong = seed, None, False
         cfg.ledger = {"anchor": None}
         space = OmegaConf.to_container(cfg.successor.space, resolve=True)
-        cfg.successor.space.generator = frozen_space(space.get("generator") or {}, genes)
+        own = dict(space.get("generator") or {})
+        own |= {name: {"type": "float", "low": 0.0, "high": 1.0} for name in genes
+                if name.startswith("weight_") and name not in own}  # an improver's operator weights
+        cfg.successor.space.generator = frozen_space(own, genes)
         cfg.successor.init.generator = dict(genes)
+        if inherit != "free":
+            if "inherit" not in space.get("recipe", {}):
+                raise ValueError(f"the improver sets inner inheritance to {inherit!r}, but the inner successor "
+                                 f"space ({cfg.successor.family}) has no recipe.inherit gene")
+            cfg.successor.space.recipe.inherit = {"type": "choice", "choices": [inherit]}
+            cfg.successor.init.recipe.inherit = inherit
         if margin is not None:
             cfg.promotion.margin = float(margin)
         cfg.pop("hydra", None)
@@ -147,6 +160,8 @@ def snapshot_config(source: DictConfig, snapshot: Snapshot, protocol: Protocol, 
 
 # --- an improver as a genome (successor=improver) --------------------------------------------
 
+WEIGHTED_GENERATORS = ("loop.generator.mutation.SelfAdaptive",)  # read weight_<op> genes (self_adaptive, fixed)
+
 # The genes an improver's genome may carry, and what each sets in its inner loops. Its generator
 # part is the inner successors' generator genes (frozen in them): with generator=self_adaptive one
 # level up they are also the step sizes it proposes the next improvers with, I(t+1) = I(t)(I(t)).
@@ -154,6 +169,10 @@ IMPROVER_GENES = {
     "recipe": {
         "candidates": "inner candidates per generation; steps per candidate = compute // candidates",
         "margin": "the inner promotion margin (greedy): how much a nominee must beat the incumbent by",
+        "inherit": "the inner successors' weight inheritance: free (the inner loop evolves it), scratch or parent",
+        **{f"weight_{op}": f"the inner generator's weight on the {op!r} operator (loop.generator.mutation."
+                           f"WEIGHTED_OPERATORS; all weights 0 but 'all': today's mutation)"
+           for op in WEIGHTED_OPERATORS},
     },
     "generator": {
         "rate": "the inner mutation rate (each gene mutates with this chance)",
@@ -174,6 +193,12 @@ def check_improver_genes(genes: Mapping[str, Mapping[str, Any]]) -> None:
                              f"an improver's genes are: {allowed}")
     if "candidates" in genes.get("recipe", {}) and genes["recipe"]["candidates"].type != "int":
         raise ValueError("the improver gene recipe.candidates must be an int gene")
+    for name, gene in genes.get("recipe", {}).items():
+        if name.startswith("weight_") and (gene.type == "choice" or gene.low < 0):
+            raise ValueError(f"the improver gene recipe.{name} must be a number gene with low >= 0, got {gene}")
+        if name == "inherit" and (gene.type != "choice" or set(gene.choices) - {"free", "scratch", "parent"}):
+            raise ValueError(f"the improver gene recipe.inherit must be a choice among free, scratch, parent; "
+                             f"got {gene}")
 
 
 def improver_config(source: DictConfig, genome: Genome, task: tuple[str, int, int], generations: int,
@@ -185,6 +210,10 @@ def improver_config(source: DictConfig, genome: Genome, task: tuple[str, int, in
     if not 1 <= candidates <= compute:
         raise ValueError(f"improver gene recipe.candidates={candidates} must lie in [1, compute={compute}]")
     margin = genome.recipe.get("margin")
-    return inner_config(source, genome.generator, task,
+    weights = {k: float(v) for k, v in genome.recipe.items() if k.startswith("weight_")}
+    if weights and source.generator.get("_target_") not in WEIGHTED_GENERATORS:
+        raise ValueError(f"improver genes {sorted(weights)} weigh the operators of generator=self_adaptive or "
+                         f"fixed; the inner loops run {source.generator.get('_target_')}")
+    return inner_config(source, {**genome.generator, **weights}, task,
                         {"generations": generations, "candidates": candidates, "steps": compute // candidates},
-                        gate, None if margin is None else float(margin))
+                        gate, None if margin is None else float(margin), str(genome.recipe.get("inherit", "free")))

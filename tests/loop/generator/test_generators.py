@@ -374,3 +374,63 @@ def test_group_elite_credits_each_gene_setting_with_its_best_child(space):
 def test_group_elite_groups_must_be_a_whole_number_of_at_least_one(space, groups):
     with pytest.raises(ValueError, match=f"generator.groups must be a whole number >= 1, got {groups!r}"):
         GroupElite(space, groups=groups)
+
+
+# --- operator weights (an improver's `weight_<op>` genes, frozen into its inner loops) -----------
+
+def weighted_space(**weights: float) -> SuccessorSpace:
+    """successor=mlp with operator weights as frozen generator genes, as `inner_config` writes them."""
+    spec = mlp_spec()
+    for op, w in weights.items():
+        spec["space"]["generator"][f"weight_{op}"] = {"type": "float", "low": w, "high": w}
+        spec["init"]["generator"][f"weight_{op}"] = w
+    return SuccessorSpace(**spec)
+
+
+def test_one_operator_carrying_all_the_weight_draws_nothing_and_all_of_it_is_todays_mutation(space):
+    from loop.generator.mutation import pick_operator
+
+    rng = np.random.default_rng(0)
+    assert pick_operator(space.initial, rng) == "all" and rng.random() == np.random.default_rng(0).random()
+    only_all = weighted_space(all=1.0, arch=0.0, lr=0.0)
+    assert pick_operator(only_all.initial, rng := np.random.default_rng(0)) == "all"
+    assert rng.random() == np.random.default_rng(0).random()  # no draw was made
+    plain = SelfAdaptive(space).propose(space.initial, [], 30, np.random.default_rng(3))
+    weighted = SelfAdaptive(only_all).propose(only_all.initial, [], 30, np.random.default_rng(3))
+    assert [(k.arch, k.recipe) for k in plain] == [(k.arch, k.recipe) for k in weighted]  # generation 0 = today
+
+
+def test_operators_are_drawn_in_proportion_to_their_weights():
+    from loop.generator.mutation import pick_operator
+
+    genome = weighted_space(all=0.2, lr=0.6, restart=0.2).initial
+    rng = np.random.default_rng(0)
+    drawn = [pick_operator(genome, rng) for _ in range(3000)]
+    shares = {op: drawn.count(op) / len(drawn) for op in ("all", "lr", "restart")}
+    assert set(drawn) == {"all", "lr", "restart"}
+    assert shares["lr"] == pytest.approx(0.6, abs=0.03) and shares["all"] == pytest.approx(0.2, abs=0.03)
+
+
+def test_each_operator_moves_only_what_it_names():
+    lr_only = weighted_space(all=0.0, lr=1.0)
+    kids = SelfAdaptive(lr_only).propose(lr_only.initial, [], 40, np.random.default_rng(1))
+    assert all(changed(k, lr_only.initial) == {("recipe", "lr")} for k in kids)
+    arch_only = weighted_space(arch=1.0)
+    kids = SelfAdaptive(arch_only).propose(arch_only.initial, [], 40, np.random.default_rng(1))
+    assert all(changed(k, arch_only.initial) and {p for p, _ in changed(k, arch_only.initial)} == {"arch"}
+               for k in kids)
+
+
+def test_restart_starts_from_generation_zero_and_crossover_from_a_past_best():
+    restart = weighted_space(restart=1.0)
+    far = restart.check(restart.initial.replace(arch={"width": 200, "depth": 3, "activation": "relu"},
+                                                recipe={"lr": 0.1, "optimizer": "adam", "batch_size": 128}))
+    kids = SelfAdaptive(restart).propose(far, [], 40, np.random.default_rng(2))
+    from_far = [len(changed(k, far)) for k in kids]
+    from_zero = [len(changed(k, restart.initial)) for k in kids]
+    assert sum(from_zero) < sum(from_far) and min(from_far) >= 3  # near generation 0, not near the parent
+    cross = weighted_space(crossover=1.0)
+    mate = cross.check(cross.initial.replace(arch={"width": 200, "activation": "gelu"}))
+    past = Past(1, (mate,), (0.99,), "vetoed", ())
+    kids = SelfAdaptive(cross).propose(cross.initial, [past], 60, np.random.default_rng(4))
+    assert any(k.arch["activation"] == "gelu" and k.arch["width"] == 200 for k in kids)  # genes of the mate

@@ -236,3 +236,18 @@ class SimpleEngine:
 
     def scored(self, successor):
         raise RuntimeError("stop before scoring")
+
+
+def test_operator_weights_and_inheritance_evolve_as_improver_genes(tmp_path):
+    """successor=improver_operators (experiment=recursive_improver_operators): generation 0 is
+    today's machinery (all weight on mutating every gene, inheritance free); the outer generator
+    moves the weights like any other improver gene, and each improver's inner loops run with them."""
+    run_dir = tmp_path / "ops"
+    state, _ = run_outer(run_dir, "successor=improver_operators", "successor.init.generator.rate=1.0")
+    events = ledger_events(run_dir)
+    recipes = [e.detail["genome"]["recipe"] for e in events if e.event == "proposed"]
+    assert recipes[0]["weight_all"] == 1.0 and recipes[0]["inherit"] == "free"
+    assert sum(recipes[0][f"weight_{op}"] for op in ("arch", "recipe", "lr", "crossover", "restart")) == 0
+    moved = [r for r in recipes[1:] if any(r[k] != recipes[0][k] for k in r if k.startswith(("weight_", "inherit")))]
+    assert moved, recipes  # rate 1: every gene mutates, the weights and the policy with them
+    assert state.finished and verify(run_dir)[0] == []
