@@ -145,7 +145,14 @@ class Growing:
         return rules
 
     def apply(self, rule: Mapping[str, Any], data: DataView, split: str, baseline: Scored):
-        """The items of `split` a rule selects, perturbed as it says: (x, y)."""
+        """The items of `split` a rule selects, perturbed as it says: (x, y). The same for every model
+        reviewed (FGSM is crafted on the baseline, noise drawn from the rule's seed): kept."""
+        key = ("applied", split, rule_hash(rule), baseline.id if rule["kind"] == "fgsm" else None)
+        if key not in self._cache:
+            self._cache[key] = self._apply(rule, data, split, baseline)
+        return self._cache[key]
+
+    def _apply(self, rule: Mapping[str, Any], data: DataView, split: str, baseline: Scored):
         import torch
 
         from evaluators.probes.robustness import fgsm
@@ -176,7 +183,7 @@ class Growing:
               baseline: Scored) -> np.ndarray:
         from evaluators.probes.readouts import correct
 
-        key = (scored.id, split, name)
+        key = (scored.id, split, name, baseline.id if rule["kind"] == "fgsm" else None)
         if key not in self._cache:
             x, y = self.apply(rule, data, split, baseline)
             self._cache[key] = correct(scored.successor.model, x, y) if len(y) else np.zeros(0)

@@ -187,3 +187,16 @@ def test_a_growing_run_hashes_its_tests_rebuilds_them_on_resume_and_never_shows_
     ledger.write_text("".join(json.dumps(r) + "\n" for r in rows))
     problems = verify(run_dir)[0]
     assert any(f"secret test {secret[0]} named in the gate's decision" in p for p in problems), problems
+
+
+def test_a_rules_inputs_are_made_once_per_split_and_fgsm_is_crafted_on_the_baseline(lab):
+    probes, task, (base, other, _) = lab
+    g = gate(probes)
+    view = task.view("gate", "probe", "audit", "proxy")
+    rule = {"kind": "fgsm", "epsilon": 0.05}
+    x1, _ = g.apply(rule, view, "probe", scored(base, "b1"))
+    assert g.apply(rule, view, "probe", scored(base, "b1"))[0] is x1  # kept, not crafted again
+    x2, _ = g.apply(rule, view, "probe", scored(other, "b2"))
+    assert not torch.equal(x1, x2)  # another baseline, other adversarial inputs
+    x, y = g.apply({"kind": "class", "label": 4}, view, "probe", scored(base, "b1"))
+    assert len(y) > 0 and (y == 4).all() and len(x) == len(y)
