@@ -112,12 +112,13 @@ def frozen_space(space: Mapping[str, Any], genes: Mapping[str, GeneValue]) -> di
 
 def inner_config(source: DictConfig, genes: Mapping[str, GeneValue], task: tuple[str, int, int],
                  budget: Mapping[str, int], gate: str = "off", margin: float | None = None,
-                 inherit: str = "free") -> DictConfig:
+                 inherit: str = "free", distill: GeneValue = "free") -> DictConfig:
     """The config of one inner loop: the source config (its successor family, generator plugin,
     execution, evaluator, promotion) on one task draw `(family, draw, inner seed)`, under `budget`,
     with the generator genes `genes` frozen in (operator weights `weight_<op>` added to the inner
     space where it lacks them), the promotion margin where an improver sets it, and the inner
-    successors' weight inheritance frozen to `inherit` unless it is `free`."""
+    successors' weight inheritance and distillation weight frozen to `inherit` and `distill` unless
+    they are `free`."""
     family, draw, seed = task
     cfg = copy.deepcopy(source)
     with open_dict(cfg):
@@ -143,6 +144,12 @@ def inner_config(source: DictConfig, genes: Mapping[str, GeneValue], task: tuple
                                  f"space ({cfg.successor.family}) has no recipe.inherit gene")
             cfg.successor.space.recipe.inherit = {"type": "choice", "choices": [inherit]}
             cfg.successor.init.recipe.inherit = inherit
+        if distill != "free":
+            if "distill" not in space.get("recipe", {}):
+                raise ValueError(f"the improver sets the inner distillation weight to {distill!r}, but the inner "
+                                 f"successor space ({cfg.successor.family}) has no recipe.distill gene")
+            cfg.successor.space.recipe.distill = {"type": "float", "low": float(distill), "high": float(distill)}
+            cfg.successor.init.recipe.distill = float(distill)
         if margin is not None:
             cfg.promotion.margin = float(margin)
         cfg.pop("hydra", None)
@@ -170,6 +177,7 @@ IMPROVER_GENES = {
         "candidates": "inner candidates per generation; steps per candidate = compute // candidates",
         "margin": "the inner promotion margin (greedy): how much a nominee must beat the incumbent by",
         "inherit": "the inner successors' weight inheritance: free (the inner loop evolves it), scratch or parent",
+        "distill": "the inner successors' weight on the incumbent-as-teacher loss: free, or a number in [0, 1]",
         **{f"weight_{op}": f"the inner generator's weight on the {op!r} operator (loop.generator.mutation."
                            f"WEIGHTED_OPERATORS; all weights 0 but 'all': today's mutation)"
            for op in WEIGHTED_OPERATORS},
@@ -199,6 +207,10 @@ def check_improver_genes(genes: Mapping[str, Mapping[str, Any]]) -> None:
         if name == "inherit" and (gene.type != "choice" or set(gene.choices) - {"free", "scratch", "parent"}):
             raise ValueError(f"the improver gene recipe.inherit must be a choice among free, scratch, parent; "
                              f"got {gene}")
+        if name == "distill" and (gene.type != "choice" or any(
+                c != "free" and (isinstance(c, (bool, str)) or not 0 <= c <= 1) for c in gene.choices)):
+            raise ValueError(f"the improver gene recipe.distill must be a choice among free and numbers in [0, 1]; "
+                             f"got {gene}")
 
 
 def improver_config(source: DictConfig, genome: Genome, task: tuple[str, int, int], generations: int,
@@ -216,4 +228,5 @@ def improver_config(source: DictConfig, genome: Genome, task: tuple[str, int, in
                          f"fixed; the inner loops run {source.generator.get('_target_')}")
     return inner_config(source, {**genome.generator, **weights}, task,
                         {"generations": generations, "candidates": candidates, "steps": compute // candidates},
-                        gate, None if margin is None else float(margin), str(genome.recipe.get("inherit", "free")))
+                        gate, None if margin is None else float(margin), str(genome.recipe.get("inherit", "free")),
+                        genome.recipe.get("distill", "free"))

@@ -246,8 +246,8 @@ def test_operator_weights_and_inheritance_evolve_as_improver_genes(tmp_path):
     state, _ = run_outer(run_dir, "successor=improver_operators", "successor.init.generator.rate=1.0")
     events = ledger_events(run_dir)
     recipes = [e.detail["genome"]["recipe"] for e in events if e.event == "proposed"]
-    assert recipes[0]["weight_all"] == 1.0 and recipes[0]["inherit"] == "free"
+    assert recipes[0]["weight_all"] == 1.0 and recipes[0]["inherit"] == recipes[0]["distill"] == "free"
     assert sum(recipes[0][f"weight_{op}"] for op in ("arch", "recipe", "lr", "crossover", "restart")) == 0
-    moved = [r for r in recipes[1:] if any(r[k] != recipes[0][k] for k in r if k.startswith(("weight_", "inherit")))]
+    moved = [r for r in recipes[1:] if any(r[k] != recipes[0][k] for k in r if k.startswith(("weight_", "inherit", "distill")))]
     assert moved, recipes  # rate 1: every gene mutates, the weights and the policy with them
     assert state.finished and verify(run_dir)[0] == []
