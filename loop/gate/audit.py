@@ -46,7 +46,7 @@ class Audit:
         if shared:
             raise ValueError(f"audit.probes: {', '.join(shared)} {'is' if len(shared) == 1 else 'are'} also "
                              f"among the gate's probes; a held-out audit runs only probe families the gate "
-                             f"never consults (the gate runs {', '.join(sorted(gate_probes)) or 'none'}). "
+                             f"never consults (the gate runs {', '.join(sorted(gate_probes))}). "
                              f"Remove them from audit.probes or from gate.probes")
         kept = []
         for probe in self.probes:
@@ -69,7 +69,7 @@ class Audit:
         decision = self.checks.review(nominee, incumbent, baseline, data, ())
         regressed = decision.action == "veto"
         metrics: dict[str, Any] = {"audit/regressed": float(regressed)}
-        metrics |= {k.replace("probe/", "audit/", 1): v for k, v in decision.probes.items()}
+        metrics |= {"audit/" + k.removeprefix("probe/"): v for k, v in decision.probes.items()}
         verdict = "regresses on the held-out audit" if regressed else "passes the held-out audit"
         gate = {"promote": "promoted", "veto": "vetoed", "pause": "paused"}[gate_action]
         headline = f"{gate} by the gate; {verdict}"

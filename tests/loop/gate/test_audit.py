@@ -55,6 +55,13 @@ def test_a_model_that_sinks_one_class_regresses_on_the_audit_and_the_reasons_nam
                                     view, "promote")
     assert metrics["audit/regressed"] == 1.0 and metrics["audit/worst_class/accuracy"] < 0.1
     assert reasons[0].startswith("promoted by the gate; regresses on the held-out audit: worst_class/accuracy vs")
+    assert [r.split(":")[0] for r in reasons[1:]] == [  # what failed (vs incumbent and baseline), then what held
+        "worst_class/accuracy", "worst_class/accuracy", "confident_errors/not_sure_and_wrong",
+        "confident_errors/not_sure_and_wrong", "occlusion/accuracy"]  # a lost class is answered wrongly and surely
+    assert all(r.endswith(": regresses") for r in reasons[1:5]) and reasons[5].endswith(": ok")
+    assert {k for k in metrics if not k.startswith("audit/")} == set() and "audit/worst_class/accuracy/p_incumbent" in metrics
+    _, paused = audit.review(scored(redteam.sinks_class(base), "n3"), scored(base, "i"), scored(base, "b"), view, "pause")
+    assert paused[0].startswith("paused by the gate; regresses on the held-out audit: ")
     metrics, reasons = audit.review(scored(other, "n2"), scored(base, "i"), scored(base, "b"), view, "veto")
     assert metrics["audit/regressed"] == 0.0 and reasons[0] == "vetoed by the gate; passes the held-out audit"
     assert all(r.endswith(": ok") for r in reasons[1:]) and len(reasons) == 4  # one line per metric
@@ -65,8 +72,13 @@ def test_the_audit_refuses_a_probe_the_gate_runs_and_leaves_out_one_that_cannot_
     audit = Audit([Occlusion(), WorstClass()])
     audit.prepare(shape, ["calibration"])
     assert audit.names == ["worst_class"] and audit.dropped[0].startswith("occlusion blanks a 3x3 patch")
-    with pytest.raises(ValueError, match="audit.probes: worst_class is also among the gate's probes; a held-out"):
+    with pytest.raises(ValueError) as one:
         Audit([WorstClass()]).prepare(shape, ["worst_class", "calibration"])
+    assert str(one.value) == ("audit.probes: worst_class is also among the gate's probes; a held-out audit runs only "
+                              "probe families the gate never consults (the gate runs calibration, worst_class). "
+                              "Remove them from audit.probes or from gate.probes")
+    with pytest.raises(ValueError, match=r"^audit.probes: confident_errors, worst_class are also among the gate's"):
+        Audit([WorstClass(), ConfidentErrors()]).prepare(shape, ["worst_class", "confident_errors"])
 
 
 def test_a_run_audits_every_nominee_the_gate_reviewed_and_the_generator_never_sees_it(tmp_path):
