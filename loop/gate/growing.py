@@ -73,7 +73,7 @@ class Growing:
     """The probe gate plus a bounded bank of mined regression tests. Selected with `gate=growing`."""
 
     checks: Probes  # the fixed probes, tripwires and statistics (gate=probes' settings)
-    bank_size: int = 50  # at most this many live tests; the oldest never-fired test retires first
+    bank_size: int = 50  # at most this many live tests; the oldest that ran and never fired retires first
     per_review: int = 2  # tests mined per review at most
     tolerance: float = 0.05  # accuracy a nominee may lose under a mined rule before it regresses
     min_items: int = 15  # a slice with fewer items (on either split) is not a test (~18 items a class)
@@ -85,11 +85,11 @@ class Growing:
     patch: int = 3
     epsilons: list = field(default_factory=lambda: [0.05, 0.15])
     seed: int = 0
-    bank: list = field(default_factory=list, init=False, repr=False)  # live tests: dicts (rule, name, secret, fired, ...)
+    bank: list = field(default_factory=list, init=False, repr=False)  # live tests: rule, name, secret, fired, runs, ...
     added: int = field(default=0, init=False, repr=False)  # tests mined so far (numbers them)
     _inputs: str = field(default="features", init=False, repr=False)
     _image: tuple = field(default=(), init=False, repr=False)
-    _cache: dict = field(default_factory=dict, init=False, repr=False)  # (model id, split, rule name) -> 0/1 items
+    _cache: dict = field(default_factory=dict, init=False, repr=False)  # k-means centres, a rule's inputs, 0/1 items
 
     def __post_init__(self) -> None:
         if isinstance(self.checks, Mapping):
