@@ -176,8 +176,9 @@ IMPROVER_GENES = {
     "recipe": {
         "candidates": "inner candidates per generation; steps per candidate = compute // candidates",
         "margin": "the inner promotion margin (greedy): how much a nominee must beat the incumbent by",
-        "inherit": "the inner successors' weight inheritance: free (the inner loop evolves it), scratch or parent",
-        "distill": "the inner successors' weight on the incumbent-as-teacher loss: free, or a number in [0, 1]",
+        # (named inner_*: an improver's own `inherit` and `distill` would be read as its own inheritance)
+        "inner_inherit": "the inner successors' weight inheritance: free (the inner loop evolves it), scratch or parent",
+        "inner_distill": "the inner successors' weight on the incumbent-as-teacher loss: free, or a number in [0, 1]",
         **{f"weight_{op}": f"the inner generator's weight on the {op!r} operator (loop.generator.mutation."
                            f"WEIGHTED_OPERATORS; all weights 0 but 'all': today's mutation)"
            for op in WEIGHTED_OPERATORS},
@@ -204,12 +205,12 @@ def check_improver_genes(genes: Mapping[str, Mapping[str, Any]]) -> None:
     for name, gene in genes.get("recipe", {}).items():
         if name.startswith("weight_") and (gene.type == "choice" or gene.low < 0):
             raise ValueError(f"the improver gene recipe.{name} must be a number gene with low >= 0, got {gene}")
-        if name == "inherit" and (gene.type != "choice" or set(gene.choices) - {"free", "scratch", "parent"}):
-            raise ValueError(f"the improver gene recipe.inherit must be a choice among free, scratch, parent; "
+        if name == "inner_inherit" and (gene.type != "choice" or set(gene.choices) - {"free", "scratch", "parent"}):
+            raise ValueError(f"the improver gene recipe.inner_inherit must be a choice among free, scratch, parent; "
                              f"got {gene}")
-        if name == "distill" and (gene.type != "choice" or any(
+        if name == "inner_distill" and (gene.type != "choice" or any(
                 c != "free" and (isinstance(c, (bool, str)) or not 0 <= c <= 1) for c in gene.choices)):
-            raise ValueError(f"the improver gene recipe.distill must be a choice among free and numbers in [0, 1]; "
+            raise ValueError(f"the improver gene recipe.inner_distill must be a choice among free and numbers in [0, 1]; "
                              f"got {gene}")
 
 
@@ -228,5 +229,5 @@ def improver_config(source: DictConfig, genome: Genome, task: tuple[str, int, in
                          f"fixed; the inner loops run {source.generator.get('_target_')}")
     return inner_config(source, {**genome.generator, **weights}, task,
                         {"generations": generations, "candidates": candidates, "steps": compute // candidates},
-                        gate, None if margin is None else float(margin), str(genome.recipe.get("inherit", "free")),
-                        genome.recipe.get("distill", "free"))
+                        gate, None if margin is None else float(margin), str(genome.recipe.get("inner_inherit", "free")),
+                        genome.recipe.get("inner_distill", "free"))

@@ -88,7 +88,7 @@ def test_an_improvers_operator_weights_and_inheritance_policy_are_frozen_into_it
     from loop.stages import Genome
     from successors.space import SuccessorSpace
 
-    genome = Genome("improver", {}, {"candidates": 4, "margin": 0.005, "inherit": "parent", "distill": 0.5,
+    genome = Genome("improver", {}, {"candidates": 4, "margin": 0.005, "inner_inherit": "parent", "inner_distill": 0.5,
                                      "weight_all": 0.5,
                                      "weight_lr": 0.25, "weight_restart": 0.0}, {"rate": 0.3, "scale": 0.4})
     cfg = improver_config(source(), genome, ("wine", 0, 7), generations=2, compute=120)
@@ -99,7 +99,7 @@ def test_an_improvers_operator_weights_and_inheritance_policy_are_frozen_into_it
     assert space.initial.recipe["inherit"] == "parent" and tuple(space.genes["recipe"]["inherit"].choices) == ("parent",)
     assert space.initial.recipe["distill"] == 0.5 == space.genes["recipe"]["distill"].low == space.genes["recipe"]["distill"].high
     assert OmegaConf.to_container(cfg.objective.budget) == {"generations": 2, "candidates": 4, "steps": 30}
-    free = improver_config(source(), genome.replace(recipe={"inherit": "free", "distill": "free"}), ("wine", 0, 7), 2, 120)
+    free = improver_config(source(), genome.replace(recipe={"inner_inherit": "free", "inner_distill": "free"}), ("wine", 0, 7), 2, 120)
     free_space = instantiate(free.successor, "successor")
     assert free_space.genes["recipe"]["inherit"].choices == ("scratch", "parent")
     assert (free_space.genes["recipe"]["distill"].low, free_space.genes["recipe"]["distill"].high) == (0.0, 1.0)
@@ -108,8 +108,8 @@ def test_an_improvers_operator_weights_and_inheritance_policy_are_frozen_into_it
                                          r"loop.generator.bandit.Bandit"):
         improver_config(compose_config("tracker=none", "generator=bandit"), genome, ("wine", 0, 7), 2, 120)
     bad_genes = {"weight_lr": ({"type": "float", "low": -1.0, "high": 1.0}, 0.0, "must be a number gene with low >= 0"),
-                 "inherit": ({"type": "choice", "choices": ["free", "copy"]}, "free", "must be a choice among free"),
-                 "distill": ({"type": "choice", "choices": ["free", 2.0]}, "free", "must be a choice among free and")}
+                 "inner_inherit": ({"type": "choice", "choices": ["free", "copy"]}, "free", "must be a choice among free"),
+                 "inner_distill": ({"type": "choice", "choices": ["free", 2.0]}, "free", "must be a choice among free and")}
     for name, (gene, value, message) in bad_genes.items():
         with pytest.raises(ValueError, match=f"the improver gene recipe.{name} {message}"):
             SuccessorSpace("improver", {"recipe": {"candidates": 4, name: value}, "generator": {"rate": 0.3}},
