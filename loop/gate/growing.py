@@ -124,7 +124,7 @@ class Growing:
                 self.bank = [t for t in self.bank if t["name"] != e.detail["name"]]
             elif e.event == "tests_run":  # the whole live bank ran on that nominee
                 for t in self.bank:
-                    t["fired"] += int(t["name"] in e.detail.get("fired", []))
+                    t["fired"] += int(t["name"] in e.detail["fired"])
                     t["runs"] += 1
 
     # --- rules ------------------------------------------------------------------------------
@@ -258,9 +258,9 @@ class Growing:
 
     def retiree(self) -> dict[str, Any]:
         """The test to retire from a full bank: the oldest that has run and never fired, else the
-        oldest that has run (a test mined in this review has had no chance yet), else the oldest."""
-        tried = [t for t in self.bank if t["runs"]]
-        return next((t for t in tried if not t["fired"]), (tried or self.bank)[0])
+        oldest (tests are kept in the order mined, so the oldest has run unless every one is new: a
+        test mined in this review is not retired before it had a chance)."""
+        return next((t for t in self.bank if t["runs"] and not t["fired"]), self.bank[0])
 
     def bank_test(self, test: Mapping[str, Any], nominee: Scored, incumbent: Scored, baseline: Scored,
                   data: DataView) -> tuple[Test, Test]:

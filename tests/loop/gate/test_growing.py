@@ -107,6 +107,19 @@ def test_the_bank_is_bounded_and_retires_the_oldest_test_that_ran_and_never_fire
     assert len(g.bank) == 3 and g.added == 6
 
 
+def test_when_every_test_that_ran_has_fired_the_oldest_retires(lab):
+    probes, task, (base, other, _) = lab
+    g = gate(probes, bank_size=2, per_review=1)
+    review(g, task, scored(redteam.sinks_class(base, 3), "n1"), scored(base, "i"))
+    review(g, task, scored(redteam.sinks_class(other, 5), "n2"), scored(other, "i2"))
+    assert [t["fired"] > 0 for t in g.bank] == [True, True]
+    names = [t["name"] for t in g.bank]
+    third = review(g, task, scored(redteam.sinks_class(base, 7), "n3"), scored(base, "i"))
+    retired = [n for n in third.notes if n.event == "test_retired"]
+    assert [n.detail["name"] for n in retired] == [names[0]] and [t["name"] for t in g.bank][0] == names[1]
+    assert "every test that has run has fired" in retired[0].reasons[0]
+
+
 def test_restore_rebuilds_the_bank_from_the_ledgers_events(lab):
     probes, task, (base, other, _) = lab
     g = gate(probes, bank_size=3)
@@ -117,7 +130,7 @@ def test_restore_rebuilds_the_bank_from_the_ledgers_events(lab):
                                 tuple(note.reasons), dict(note.detail), ""))
     again = gate(probes, bank_size=3)
     again.restore(events)
-    assert [(t["name"], t["fired"]) for t in again.bank] == [(t["name"], t["fired"]) for t in g.bank]
+    assert again.bank == g.bank and [t["runs"] for t in g.bank] == [2, 1, 1]  # fired and runs counted alike
     assert again.added == g.added == 4
 
 
