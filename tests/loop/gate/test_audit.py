@@ -59,12 +59,43 @@ def test_a_model_that_sinks_one_class_regresses_on_the_audit_and_the_reasons_nam
         "worst_class/accuracy", "worst_class/accuracy", "confident_errors/not_sure_and_wrong",
         "confident_errors/not_sure_and_wrong", "occlusion/accuracy"]  # a lost class is answered wrongly and surely
     assert all(r.endswith(": regresses") for r in reasons[1:5]) and reasons[5].endswith(": ok")
+    assert "(tolerance 0.1, p=" in reasons[1] and "(tolerance 0.2, p=" in reasons[2]  # the probe's own, 2x vs baseline
     assert {k for k in metrics if not k.startswith("audit/")} == set() and "audit/worst_class/accuracy/p_incumbent" in metrics
     _, paused = audit.review(scored(redteam.sinks_class(base), "n3"), scored(base, "i"), scored(base, "b"), view, "pause")
     assert paused[0].startswith("paused by the gate; regresses on the held-out audit: ")
     metrics, reasons = audit.review(scored(other, "n2"), scored(base, "i"), scored(base, "b"), view, "veto")
     assert metrics["audit/regressed"] == 0.0 and reasons[0] == "vetoed by the gate; passes the held-out audit"
     assert all(r.endswith(": ok") for r in reasons[1:]) and len(reasons) == 4  # one line per metric
+
+
+def test_the_audits_seed_sets_its_bootstrap(lab):
+    task, (base, other) = lab
+    view = task.view("audit", "probe", "audit", "proxy")
+    p = [Audit([WorstClass()], seed=seed).review(scored(other, "n"), scored(base, "i"), scored(base, "b"), view,
+                                                 "promote")[0]["audit/worst_class/accuracy/p_incumbent"]
+         for seed in (0, 0, 1)]
+    assert p[0] == p[1] != p[2]
+
+
+class Plain:
+    """A probe with no `check_task` (it reads any input) or one that refuses with a plain ValueError."""
+
+    def __init__(self, name: str, refuse: bool = False):
+        self.name = name
+        if refuse:
+            self.check_task = self.refuse
+
+    def refuse(self, shape):
+        raise ValueError("cannot read this")
+
+    def measure(self, model, data, reference):
+        return []
+
+
+def test_the_audit_keeps_a_probe_without_check_task_and_names_a_plain_refusal():
+    audit = Audit([Plain("any"), Plain("picky", refuse=True)])
+    audit.prepare(TaskShape(64, 10, 1, "cpu"), [])
+    assert audit.names == ["any"] and audit.dropped == ["picky: cannot read this"]
 
 
 def test_the_audit_refuses_a_probe_the_gate_runs_and_leaves_out_one_that_cannot_read_the_task():
