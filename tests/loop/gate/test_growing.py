@@ -136,8 +136,14 @@ def test_restore_rebuilds_the_bank_from_the_ledgers_events(lab):
 
 def test_settings_out_of_range_are_refused(lab):
     probes = lab[0]
-    with pytest.raises(ValueError, match="gate.bank_size must be a whole number >= 1, got 0"):
-        Growing(Probes(probes), bank_size=0)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match=f"gate.bank_size must be a whole number >= 1, got {bad!r}"):
+            Growing(Probes(probes), bank_size=bad)
+    for bad in (-0.01, 1.0, 1.5):
+        with pytest.raises(ValueError, match=r"gate.tolerance must be in \[0, 1\)"):
+            Growing(Probes(probes), tolerance=bad)
+    assert Growing(Probes(probes), tolerance=0.0).tolerance == 0.0  # no slack at all is a setting
+    assert isinstance(Growing({"probes": [], "alpha": 0.1}).checks, Probes)  # a mapping, as Hydra may hand it
     with pytest.raises(ValueError, match="gate.mine_on and gate.test_on must be two different gate splits"):
         Growing(Probes(probes), mine_on="probe", test_on="probe")
     with pytest.raises(ValueError, match="improvers' inputs are task draws: use gate=inner_probes"):
@@ -147,9 +153,12 @@ def test_settings_out_of_range_are_refused(lab):
 def test_rules_are_named_for_people_and_clusters_are_deterministic():
     assert describe({"kind": "cluster", "k": 8, "index": 2, "seed": 0}) == "items in k-means cluster 2 of 8"
     assert describe({"kind": "noise", "sigma": 0.4, "seed": 0}) == "Gaussian noise sigma 0.4"
-    x = torch.cat([torch.zeros(10, 2), torch.ones(10, 2) * 5]).double().numpy()
+    x = torch.cat([torch.tensor([[0.0, 1.0]]).repeat(10, 1), torch.tensor([[5.0, 7.0]]).repeat(10, 1)]).double().numpy()
     centres = kmeans(x, 2, seed=0)
-    assert sorted(centres[:, 0].tolist()) == [0.0, 5.0] and (kmeans(x, 2, seed=0) == centres).all()
+    assert sorted(map(tuple, centres.tolist())) == [(0.0, 1.0), (5.0, 7.0)]  # each blob's mean, per coordinate
+    assert (kmeans(x, 2, seed=0) == centres).all()
+    distinct = torch.arange(20.0).reshape(10, 2).double().numpy()
+    assert len({tuple(c) for c in kmeans(distinct, 10, seed=0, rounds=0).tolist()}) == 10  # k distinct starts
 
 
 def test_a_growing_run_hashes_its_tests_rebuilds_them_on_resume_and_never_shows_secrets(tmp_path, monkeypatch):
