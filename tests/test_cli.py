@@ -379,6 +379,7 @@ def test_both_arms_through_the_command_line(tmp_path):
     done = subprocess.run([str(BIN / "rsi-loop"), "-m", *OUTER, "evaluator.workers=2", "hydra.sweeper.params.seed=0",
                            f"hydra.sweep.dir={tmp_path}"], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "sweep: 1/2 runs done; 0 (" in done.stdout and "sweep: 2/2 runs done; 1 (" in done.stdout  # progress
     arms = {}
     for run in ("0", "1"):
         events = ledger_events(tmp_path / run)
