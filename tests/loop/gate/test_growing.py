@@ -143,11 +143,27 @@ def test_settings_out_of_range_are_refused(lab):
         with pytest.raises(ValueError, match=r"gate.tolerance must be in \[0, 1\)"):
             Growing(Probes(probes), tolerance=bad)
     assert Growing(Probes(probes), tolerance=0.0).tolerance == 0.0  # no slack at all is a setting
+    assert Growing(Probes(probes), mine_on="proxy", test_on="audit").mine_on == "proxy"  # any two gate splits
+    with pytest.raises(ValueError, match="two different gate splits .audit, probe, proxy., got 'truth' and 'probe'"):
+        Growing(Probes(probes), mine_on="truth")
     assert isinstance(Growing({"probes": [], "alpha": 0.1}).checks, Probes)  # a mapping, as Hydra may hand it
     with pytest.raises(ValueError, match="gate.mine_on and gate.test_on must be two different gate splits"):
         Growing(Probes(probes), mine_on="probe", test_on="probe")
     with pytest.raises(ValueError, match="improvers' inputs are task draws: use gate=inner_probes"):
         Growing(Probes([])).check_task(TaskShape(3, 1, 1, "cpu", "tasks"))
+
+
+def test_the_library_offers_what_the_inputs_allow(lab):
+    probes, task, _ = lab
+    view = task.view("gate", "probe", "audit", "proxy")
+    tokens = Growing(Probes([]))
+    tokens.check_task(TaskShape(2, 31, 10, "cpu", "tokens", 31, 2, (), "modular_arithmetic"))
+    assert tokens.library(view, 3) == [{"kind": "class", "label": c} for c in range(3)]  # no noise on token ids
+    kinds = [r["kind"] for r in gate(probes).library(view, 10)]
+    assert {k: kinds.count(k) for k in set(kinds)} == {"class": 10, "cluster": 8, "noise": 2, "fgsm": 2, "occlusion": 5}
+    flat = Growing(Probes([]))
+    flat.check_task(TaskShape(13, 3, 10, "cpu", objective="wine"))  # features, not an image: no patches
+    assert "occlusion" not in {r["kind"] for r in flat.library(view, 3)}
 
 
 def test_rules_are_named_for_people_and_clusters_are_deterministic():
