@@ -76,6 +76,10 @@ def test_a_secret_test_vetoes_without_its_name_values_or_p_in_the_decision(lab):
     shown = " ".join([*decision.reasons, *decision.probes])
     assert name not in shown and "class 3" not in shown and "mined" not in shown
     assert name in [n for n in decision.notes if n.event == "tests_run"][0].detail["fired"]  # ledger only
+    both = gate(probes, secret_every=1, per_review=2)
+    decision = review(both, task, scored(redteam.sinks_class(base), "n"), scored(base, "i"))
+    fired = [n for n in decision.notes if n.event == "tests_run"][0].detail["fired"]
+    assert len(fired) == 2 and decision.reasons[0].endswith(", 2 secret regression tests of the gate's bank")
 
 
 def test_an_honest_successor_is_not_vetoed_by_the_tests_the_loop_mined_so_far(lab):
