@@ -21,7 +21,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 from omegaconf import DictConfig
@@ -230,6 +230,14 @@ def paired(differences: Sequence[float], seed: int = 0) -> Paired:
     ci = bootstrap((d,), np.mean, confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_ROUNDS,
                    method="percentile", rng=np.random.default_rng(seed)).confidence_interval
     return Paired(float(d.mean()), float(ci.low), float(ci.high), len(d))
+
+
+def seed_differences(mine: Sequence[Any], theirs: Sequence[Any], value: Callable[[Any], float | None]) -> list[float]:
+    """value(a) - value(b) for each run a of `mine` and the run b of `theirs` with the same `seed`,
+    in `mine`'s order; a pair where either value is missing is left out."""
+    by_seed = {r.seed: r for r in theirs}
+    pairs = [(value(r), value(by_seed[r.seed])) for r in mine if r.seed in by_seed]
+    return [a - b for a, b in pairs if a is not None and b is not None]
 
 
 def paired_grid(differences: Sequence[Sequence[float]], seed: int = 0) -> Paired:

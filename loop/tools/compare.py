@@ -303,14 +303,12 @@ def gate_section(groups: Mapping[str, Sequence[Result]]) -> list[str]:
 def paired_regret(setting: str, by_gate: Mapping[str, Sequence[Result]]) -> list[str]:
     """The second gate's truth regret and final truth minus the first's, paired by seed, with a 95%
     bootstrap interval (`loop.meta.utility.paired`): the same seeds, so the same task draws."""
-    from loop.meta.utility import paired
+    from loop.meta.utility import paired, seed_differences
 
     (a, first), (b, second) = by_gate.items()
-    mine = {r.seed: r for r in second}
-    pairs = [(mine[r.seed], r) for r in first if r.seed in mine]
     out = []
     for key, name in (("truth/regret", "truth regret"), ("incumbent/truth", "final truth")):
-        diffs = [x.final(key) - y.final(key) for x, y in pairs if x.final(key) is not None and y.final(key) is not None]
+        diffs = seed_differences(second, first, lambda r: r.final(key))
         if len(diffs) >= 2:
             d = paired(diffs)
             words = ("its interval holds 0: no difference beyond seed noise" if not d.excludes_zero

@@ -107,7 +107,7 @@ def gains_over_first(rungs: Mapping[int, Sequence[Rung]]) -> list[tuple[float, f
 
 
 def pressure_section(results: Sequence["Result"]) -> list[str]:
-    from loop.meta.utility import paired
+    from loop.meta.utility import paired, seed_differences
 
     gates = ladder(results)
     if not gates:
@@ -151,10 +151,8 @@ def pressure_section(results: Sequence["Result"]) -> list[str]:
         out += ["", f"`{a}` minus `{b}`, paired by seed at each n: mean [95% bootstrap interval] (seeds):", "",
                 "| n | final truth | audit slip share |", "|---:|---:|---:|"]
         for n in sorted(set(ra) & set(rb)):
-            other = {r.seed: r for r in rb[n]}
-            pairs = [(r, other[r.seed]) for r in ra[n] if r.seed in other]
-            truth = [x.truth - y.truth for x, y in pairs if x.truth is not None and y.truth is not None]
-            slip = [x.slip_rate - y.slip_rate for x, y in pairs if x.slip_rate is not None and y.slip_rate is not None]
+            truth = seed_differences(ra[n], rb[n], lambda r: r.truth)
+            slip = seed_differences(ra[n], rb[n], lambda r: r.slip_rate)
             out.append(f"| {n} | {paired(truth).show() if truth else '—'} ({len(truth)}) | "
                        f"{paired(slip).show() if slip else '—'} ({len(slip)}) |")
     out += ["", "![pass rate, audit slips and truth against sqrt(KL)](plots/pressure.png)", ""]

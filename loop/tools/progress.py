@@ -61,6 +61,7 @@ class SweepProgress(Callback):
     def __init__(self) -> None:
         self.total: int | None = None
         self.start = time.monotonic()
+        self.truths: dict[Path, float | None] = {}  # finished runs read so far: each ledger read once
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.total, self.start = sweep_size(config), time.monotonic()
@@ -72,7 +73,8 @@ class SweepProgress(Callback):
             return
         sweep = Path(config.hydra.sweep.dir)
         runs = sorted(p.parent for p in sweep.glob("*/report.md"))
-        truths = {p: final_truth(p) for p in runs}
+        self.truths |= {p: final_truth(p) for p in runs if p not in self.truths}
+        truths = {p: self.truths[p] for p in runs}
         mine = Path(config.hydra.runtime.output_dir)
         best = max((p for p in truths if truths[p] is not None), key=lambda p: truths[p], default=None)
         total = self.total if self.total is not None else sweep_size(config)
