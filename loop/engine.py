@@ -36,6 +36,7 @@ from successors.space import SuccessorSpace
 if TYPE_CHECKING:
     from loop.gate.audit import Audit
 
+
 class RunError(RuntimeError):
     """The run cannot go on (e.g. the generation-0 genome cannot be trained)."""
 
