@@ -3,6 +3,7 @@ surviving mutant that docs/mutation.md does not list as equivalent.
 
     python .ci/mutation_report.py            # after `mutmut run`; writes mutants/report.md
     python .ci/mutation_report.py --check    # also exit 1 if a survivor is untriaged
+    python .ci/mutation_report.py --sample 30   # print 30 not-yet-run mutants per module, drawn at random
 
 The score is over the mutants run so far: caught when a test failed or timed out on it; equivalent
 mutants (listed with a reason in docs/mutation.md's table) are left out; a mutant that no test
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -39,6 +41,17 @@ def equivalent(triage: Path) -> dict[str, str]:
     return dict(rows)
 
 
+def sample(found: dict[str, str], k: int, seed: int) -> list[str]:
+    """K mutants per module among those not yet run, drawn uniformly: a run of bounded time whose score
+    estimates the module's (every mutant is equally likely to be drawn, whatever its cost)."""
+    unrun: dict[str, list[str]] = defaultdict(list)
+    for name, status in sorted(found.items()):
+        if status == "not checked":
+            unrun[module_of(name)].append(name)
+    rng = random.Random(seed)
+    return [name for module in sorted(unrun) for name in rng.sample(unrun[module], min(k, len(unrun[module])))]
+
+
 def module_of(name: str) -> str:
     return name.split(".x_")[0].split(".xǁ")[0]
 
@@ -47,11 +60,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if a survivor is not triaged")
     parser.add_argument("--mutants", type=Path, default=MUTANTS, help="mutmut's working folder (default: mutants/)")
+    parser.add_argument("--sample", type=int, metavar="K",
+                        help="print the names of K not-yet-run mutants per module (a seeded random draw) and exit")
+    parser.add_argument("--seed", type=int, default=0, help="the draw's seed (default 0)")
     parser.add_argument("--triage", type=Path, default=TRIAGE, help="the equivalent mutants' table (docs/mutation.md)")
     args = parser.parse_args()
     found, triaged = results(args.mutants), equivalent(args.triage)
     if not found:
         raise SystemExit("no mutmut results under mutants/: run `make mutation` first")
+    if args.sample is not None:
+        print("\n".join(sample(found, args.sample, args.seed)))
+        return 0
     by_module: dict[str, Counter] = defaultdict(Counter)
     untriaged = []
     for name, status in found.items():

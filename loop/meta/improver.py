@@ -28,6 +28,7 @@ from loop.objective.families import check_families
 from loop.generator.mutation import WEIGHTED_OPERATORS
 from loop.stages import Genome, GeneValue
 
+HALVING = "loop.execution.halving.Halving"
 GATES = {"off": "loop.gate.gates.Off", "run": None}  # "run": the source run's own gate
 
 
@@ -112,13 +113,13 @@ def frozen_space(space: Mapping[str, Any], genes: Mapping[str, GeneValue]) -> di
 
 def inner_config(source: DictConfig, genes: Mapping[str, GeneValue], task: tuple[str, int, int],
                  budget: Mapping[str, int], gate: str = "off", margin: float | None = None,
-                 inherit: str = "free", distill: GeneValue = "free") -> DictConfig:
+                 inherit: str = "free", distill: GeneValue = "free", halving: bool = False) -> DictConfig:
     """The config of one inner loop: the source config (its successor family, generator plugin,
     execution, evaluator, promotion) on one task draw `(family, draw, inner seed)`, under `budget`,
     with the generator genes `genes` frozen in (operator weights `weight_<op>` added to the inner
     space where it lacks them), the promotion margin where an improver sets it, and the inner
     successors' weight inheritance and distillation weight frozen to `inherit` and `distill` unless
-    they are `free`."""
+    they are `free`, and with `halving`, the source's execution wrapped in successive halving."""
     family, draw, seed = task
     cfg = copy.deepcopy(source)
     with open_dict(cfg):
@@ -152,6 +153,8 @@ def inner_config(source: DictConfig, genes: Mapping[str, GeneValue], task: tuple
             cfg.successor.init.recipe.distill = float(distill)
         if margin is not None:
             cfg.promotion.margin = float(margin)
+        if halving and cfg.execution.get("_target_") != HALVING:
+            cfg.execution = {"_target_": HALVING, "inner": OmegaConf.to_container(cfg.execution, resolve=True)}
         cfg.pop("hydra", None)
         cfg.pop("truth", None)
     return cfg
@@ -179,6 +182,8 @@ IMPROVER_GENES = {
         # (named inner_*: an improver's own `inherit` and `distill` would be read as its own inheritance)
         "inner_inherit": "the inner successors' weight inheritance: free (the inner loop evolves it), scratch or parent",
         "inner_distill": "the inner successors' weight on the incumbent-as-teacher loss: free, or a number in [0, 1]",
+        "inner_halving": "successive halving of each inner generation's candidates (execution=halving around the "
+                         "inner execution, at the same steps): true or false",
         **{f"weight_{op}": f"the inner generator's weight on the {op!r} operator (loop.generator.mutation."
                            f"WEIGHTED_OPERATORS; all weights 0 but 'all': today's mutation)"
            for op in WEIGHTED_OPERATORS},
@@ -212,6 +217,8 @@ def check_improver_genes(genes: Mapping[str, Mapping[str, Any]]) -> None:
                 c != "free" and (isinstance(c, (bool, str)) or not 0 <= c <= 1) for c in gene.choices)):
             raise ValueError(f"the improver gene recipe.inner_distill must be a choice among free and numbers in [0, 1]; "
                              f"got {gene}")
+        if name == "inner_halving" and (gene.type != "choice" or any(not isinstance(c, bool) for c in gene.choices)):
+            raise ValueError(f"the improver gene recipe.inner_halving must be a choice among true and false; got {gene}")
 
 
 def improver_config(source: DictConfig, genome: Genome, task: tuple[str, int, int], generations: int,
@@ -230,4 +237,4 @@ def improver_config(source: DictConfig, genome: Genome, task: tuple[str, int, in
     return inner_config(source, {**genome.generator, **weights}, task,
                         {"generations": generations, "candidates": candidates, "steps": compute // candidates},
                         gate, None if margin is None else float(margin), str(genome.recipe.get("inner_inherit", "free")),
-                        genome.recipe.get("inner_distill", "free"))
+                        genome.recipe.get("inner_distill", "free"), bool(genome.recipe.get("inner_halving", False)))

@@ -3,6 +3,9 @@ refused with its key named."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -116,3 +119,32 @@ def test_an_improvers_operator_weights_and_inheritance_policy_are_frozen_into_it
                            {"recipe": {"candidates": {"type": "int", "low": 2, "high": 8}, name: gene},
                             "generator": {"rate": {"type": "float", "low": 0.05, "high": 1.0}}})
     check_improver_genes({})  # nothing declared, nothing to refuse
+
+
+def test_an_improvers_halving_gene_wraps_the_inner_execution_and_its_inner_loop_halves():
+    from loop.meta.improver import improver_config
+    from loop.meta.utility import run_inner
+    from loop.stages import Genome
+    from successors.space import SuccessorSpace
+
+    genome = Genome("improver", {}, {"candidates": 4, "margin": 0.005, "inner_halving": True}, {"rate": 0.3, "scale": 0.4})
+    cfg = improver_config(source(), genome, ("wine", 0, 7), generations=2, compute=240)
+    assert cfg.execution._target_ == "loop.execution.halving.Halving"
+    assert OmegaConf.to_container(cfg.execution.inner) == OmegaConf.to_container(source().execution)
+    again = improver_config(cfg, genome, ("wine", 0, 7), generations=2, compute=240)
+    assert again.execution.inner._target_ == source().execution._target_  # never wrapped twice
+    plain = improver_config(source(), genome.replace(recipe={"inner_halving": False}), ("wine", 0, 7), 2, 240)
+    assert OmegaConf.to_container(plain.execution) == OmegaConf.to_container(source().execution)
+    from loop.ledger import read
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = run_inner(cfg, Path(tmp) / "ledger.jsonl")
+        trained = [e for e in read(Path(tmp) / "ledger.jsonl") if e.event == "trained" and e.generation > 0]
+    kept = [e.metrics.get("halving/kept") for e in trained]
+    assert kept.count(1) and kept.count(0)  # each generation kept some of its candidates and stopped others
+    assert run.steps <= 60 + 2 * 240  # generation 0 alone, then the compute of each generation, never more
+    with pytest.raises(ValueError, match="the improver gene recipe.inner_halving must be a choice among true and false"):
+        SuccessorSpace("improver", {"recipe": {"candidates": 4, "inner_halving": False}, "generator": {"rate": 0.3}},
+                       {"recipe": {"candidates": {"type": "int", "low": 2, "high": 8},
+                                   "inner_halving": {"type": "choice", "choices": [False, "yes"]}},
+                        "generator": {"rate": {"type": "float", "low": 0.05, "high": 1.0}}})
