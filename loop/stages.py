@@ -277,6 +277,7 @@ class Past:
     decision: str  # promoted, vetoed, paused, none
     reasons: tuple[str, ...]
     gate: Mapping[str, float] = field(default_factory=dict)  # what the gate measured (probe values, tripwires)
+    nominee: int | None = None  # which of `proposed` the decision was about (None: no nominee)
 
 
 # --- the six stages -------------------------------------------------------------------------

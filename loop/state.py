@@ -57,14 +57,18 @@ class RunState:
 def past_of(generation: int, events: Sequence[Event]) -> Past:
     """One finished generation as the generator may see it: genomes, proxies, decision, reasons."""
     proposed = [e for e in events if e.event == "proposed"]
-    proxy = {e.detail.get("candidate"): e.metrics.get("proxy") for e in events if e.event == "evaluated"}
-    decision, reasons, gate = "none", (), {}
+    evaluated = [e for e in events if e.event == "evaluated"]
+    proxy = {e.detail.get("candidate"): e.metrics.get("proxy") for e in evaluated}
+    decision, reasons, gate, about = "none", (), {}, None
     for e in events:
         if e.event in DECISIONS:
-            decision, reasons, gate = DECISIONS[e.event], e.reasons, e.metrics
+            decision, reasons, gate, about = DECISIONS[e.event], e.reasons, e.metrics, e.successor
+    keys = [e.detail["candidate"] for e in proposed]
+    nominee = next((keys.index(e.detail["candidate"]) for e in evaluated
+                    if about is not None and e.successor == about and e.detail.get("candidate") in keys), None)
     return Past(generation, tuple(Genome.from_dict(e.detail["genome"]) for e in proposed),
-                tuple(proxy.get(e.detail["candidate"]) for e in proposed), decision, tuple(reasons),
-                {k: v for k, v in gate.items() if v is not None})
+                tuple(proxy.get(key) for key in keys), decision, tuple(reasons),
+                {k: v for k, v in gate.items() if v is not None}, nominee)
 
 
 RUN_EVENTS = ("run_started", "approved", "resumed", "run_finished")

@@ -65,7 +65,7 @@ def test_python_dash_m_loop_and_hydra_flags_work():
     assert shown.returncode == 0 and "evaluators.accuracy.Likelihood" in shown.stdout
     helped = cli("rsi-loop", "--help")
     assert helped.returncode == 0 and "evaluator: accuracy, confidence, exploitable, likelihood" in helped.stdout
-    assert "generator: bandit, credit, crossover, fixed, mutate, self_adaptive" in helped.stdout
+    assert "generator: bandit, credit, crossover, fixed, lineage, mutate, self_adaptive" in helped.stdout
     assert "hydra" not in helped.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
     overridden = cli("rsi-loop", "gate=off", "--help")  # the config shown is the one composed
     assert overridden.returncode == 0 and "loop.gate.gates.Off" in overridden.stdout

@@ -36,9 +36,10 @@ class GroupElite:
     space: SuccessorSpace
     groups: int = 2  # gene settings tried per generation: the elite and groups - 1 perturbations of it
     tau: float = 0.3  # log-normal step of the perturbations
+    name = "credit"  # its config's name, for error messages
 
     def __post_init__(self) -> None:
-        check_self_adaptive(self.space, self.tau, "credit")
+        check_self_adaptive(self.space, self.tau, self.name)
         if isinstance(self.groups, bool) or not isinstance(self.groups, int) or self.groups < 1:
             raise ValueError(f"generator.groups must be a whole number >= 1, got {self.groups!r}")
 
@@ -67,3 +68,46 @@ class GroupElite:
             children.append(mutate_genes(self.space, own, float(own.generator["rate"]), float(own.generator["scale"]),
                                          rng))
         return children
+
+
+@dataclass
+class Lineage(GroupElite):
+    """Rate and step size credited by what their carrier's descendants gained. `generator=lineage`.
+
+    The clade score of the Huxley-Goedel Machine (arXiv 2510.21614), in a one-incumbent loop: every
+    promoted successor's descendants are what the loop proposes after it, so a promoted successor is
+    credited with the best proxy proposed in the `depth` generations after its promotion, minus its
+    own proxy: how much its line went on to gain, not how good it was. The next generation's groups
+    are the genes of the promoted successor with the best such gain (ties: the latest) and `groups -
+    1` perturbations of them. Only a successor whose `depth` generations have all run is credited;
+    until one has, the parent's own genes lead (as in `self_adaptive`).
+    """
+
+    depth: int = 3  # generations of descendants a promoted successor is credited with
+    name = "lineage"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 1:
+            raise ValueError(f"generator.depth must be a whole number >= 1, got {self.depth!r}")
+
+    def clade_gains(self, history: Sequence[Past]) -> list[tuple[int, Genome, float]]:
+        """(generation, genome, gain) of every promoted successor whose `depth` later generations have run."""
+        last = max((past.generation for past in history), default=-1)
+        gains = []
+        for past in history:
+            if past.decision != "promoted" or past.nominee is None or past.generation + self.depth > last:
+                continue
+            own = past.proxy[past.nominee]
+            later = [p for q in history if past.generation < q.generation <= past.generation + self.depth
+                     for p in q.proxy if p is not None and math.isfinite(p)]
+            if own is not None and math.isfinite(own) and later:
+                gains.append((past.generation, past.proposed[past.nominee], max(later) - own))
+        return gains
+
+    def elite(self, parent: Genome, history: Sequence[Past]) -> dict[str, float]:
+        gains = self.clade_gains(history)
+        if not gains:
+            return {k: float(parent.generator[k]) for k in SELF_ADAPTIVE_GENES}
+        _, genome, _ = max(gains, key=lambda t: (t[2], t[0]))
+        return dict(zip(SELF_ADAPTIVE_GENES, genes_of(genome)))

@@ -107,3 +107,17 @@ def test_an_answer_without_a_name_is_still_carried_out(tmp_path):
     ledger.append("approved", 1, successor=NOMINEE, detail={"decision": "promote", "nominee": NOMINEE})
     decided = fold(read(tmp_path / "ledger.jsonl")).decided
     assert (decided.approve, decided.by, decided.reason) == (True, "?", "")
+
+
+def test_the_generator_is_told_which_proposal_the_decision_was_about(tmp_path):
+    from loop.state import past_of
+
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    genome = {"family": "mlp", "arch": {}, "recipe": {}, "generator": {}}
+    events = [ledger.append("proposed", 1, detail={"candidate": f"1.{i}", "genome": genome}) for i in range(3)]
+    events += [ledger.append("evaluated", 1, successor=sid, metrics={"proxy": p}, detail={"candidate": f"1.{i}"})
+               for i, (sid, p) in enumerate([("c" * 16, 0.4), (NOMINEE, 0.9), ("d" * 16, 0.5)])]
+    for decision in ("promoted", "vetoed", "paused"):
+        past = past_of(1, [*events, ledger.append(decision, 1, successor=NOMINEE, parent=INCUMBENT)])
+        assert past.nominee == 1 and past.proxy == (0.4, 0.9, 0.5)
+    assert past_of(1, [*events, ledger.append("not_nominated", 1, parent=INCUMBENT)]).nominee is None

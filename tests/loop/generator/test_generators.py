@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from conftest import CONFIGS, ledger_events, run_loop
 from loop.generator.bandit import OPERATORS, Bandit, sibling_ranks
-from loop.generator.credit import GroupElite
+from loop.generator.credit import GroupElite, Lineage
 from loop.generator.crossover import Crossover, mating_pool, recombine
 from loop.generator.mutation import Mutate, SelfAdaptive
 from loop.stages import Genome, Past
@@ -269,10 +269,11 @@ def counted(run_dir):
             for g, events in sorted(settle(ledger_events(run_dir)).generations.items()) for e in events]
 
 
-@pytest.mark.parametrize("generator", ["crossover", "bandit", "credit"])
+@pytest.mark.parametrize("generator", ["crossover", "bandit", "credit", "lineage"])
 def test_generator_runs_a_real_loop_and_resumes_identically(tmp_path, generator, space):
     # gate off: promotions, so parents change; 50 steps (the gene space's floor) keeps it quick
-    overrides = (f"generator={generator}", "gate=off", "objective.budget.steps=50")
+    overrides = (f"generator={generator}", "gate=off", "objective.budget.steps=50",
+                 *(["generator.depth=1"] if generator == "lineage" else []))  # credit lines within 3 generations
     reference = tmp_path / "reference"
     state, _ = run_loop(reference, *overrides)
     assert state.finished and state.completed == 3
@@ -304,7 +305,7 @@ def test_crossover_pool_must_be_a_whole_number_of_mates(space, pool, ok):
 
 
 @pytest.mark.parametrize("plugin,name", [(Crossover, "crossover"), (Bandit, "bandit"), (SelfAdaptive, "self_adaptive"),
-                                         (GroupElite, "credit")])
+                                         (GroupElite, "credit"), (Lineage, "lineage")])
 def test_a_self_adaptive_generator_names_itself_when_its_genes_are_missing(plugin, name):
     spec = mlp_spec()
     spec["init"]["generator"], spec["space"]["generator"] = {}, {}
@@ -374,6 +375,35 @@ def test_group_elite_credits_each_gene_setting_with_its_best_child(space):
 def test_group_elite_groups_must_be_a_whole_number_of_at_least_one(space, groups):
     with pytest.raises(ValueError, match=f"generator.groups must be a whole number >= 1, got {groups!r}"):
         GroupElite(space, groups=groups)
+
+
+def test_lineage_credits_a_promoted_successors_genes_with_what_its_descendants_gained(space):
+    """The best carrier is not the best line: A (proxy 0.8) was followed by nothing better than 0.82;
+    B (0.6) by 0.9 within depth 2. B's genes lead, though A's proxy was higher and C is the parent."""
+    a, b, c = (space.initial.replace(generator={"rate": r, "scale": s}) for r, s in ((0.2, 0.2), (0.4, 0.6), (0.9, 0.9)))
+    other = space.initial
+    history = [Past(1, (other, b), (0.3, 0.6), "promoted", (), nominee=1),
+               Past(2, (other, other), (0.5, 0.9), "vetoed", (), nominee=1),  # vetoed: proposed, never promoted
+               Past(3, (a, other), (0.8, 0.4), "promoted", (), nominee=0),
+               Past(4, (other, other), (0.82, None), "none", ()),
+               Past(5, (c, other), (0.85, 0.1), "promoted", (), nominee=0)]
+    gen = Lineage(space, depth=2)
+    assert [(g, round(gain, 6)) for g, _, gain in gen.clade_gains(history)] == [(1, 0.3), (3, 0.05)]  # 5: not yet
+    assert gen.elite(c, history) == {"rate": 0.4, "scale": 0.6}
+    # up to generation 4, A (promoted at 3) has not yet run its depth: B leads; at depth 4 only B is credited
+    assert gen.elite(c, history[:4]) == {"rate": 0.4, "scale": 0.6}
+    assert Lineage(space, depth=4).clade_gains(history) == [(1, b, pytest.approx(0.3))]
+    # ties go to the latest; before any line has run its depth, the parent's own genes lead
+    tie = [Past(1, (b,), (0.5,), "promoted", (), nominee=0), Past(2, (a,), (0.6,), "promoted", (), nominee=0),
+           Past(3, (other,), (0.7,), "none", ())]
+    assert Lineage(space, depth=1).elite(c, tie) == {"rate": 0.2, "scale": 0.2}
+    assert gen.elite(c, history[:1]) == {"rate": 0.9, "scale": 0.9}
+    first = gen.propose(c, history, 4, np.random.default_rng(0))
+    assert (first[0].generator["rate"], first[0].generator["scale"]) == (0.4, 0.6)  # group 0: the credited genes
+    assert all(moved(c, child) >= 1 for child in first)  # children of the parent, with the credited genes
+    for bad in (0, True, 2.5):
+        with pytest.raises(ValueError, match=f"generator.depth must be a whole number >= 1, got {bad!r}"):
+            Lineage(space, depth=bad)
 
 
 # --- operator weights (an improver's `weight_<op>` genes, frozen into its inner loops) -----------
