@@ -32,9 +32,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from loop.execution.serial import (Quarantine, attempt, batch_plan, check_optimizer, check_threads,
-                            check_time_limit, finish, quarantine_reason, start_model,
-                            use_threads)
+from loop.execution.serial import (Quarantine, attempt, batch_plan, check_dtype, check_optimizer, check_threads,
+                                   check_time_limit, finish, quarantine_reason, start_model, use_threads)
 from loop.execution.inherit import distill_weight, linears, teacher_probs
 from loop.execution.prior import set_trunk
 from loop.stages import Candidate, DataView, Quarantined, Split, Successor, TaskShape
@@ -128,9 +127,17 @@ class Activations:
             return DERIVATIVES[self.runs[0][0]](pre, out)
         return torch.cat([DERIVATIVES[name](pre[a:b], out[a:b]) for name, a, b in self.runs])
 
+    def backward(self, d_out: torch.Tensor, pre: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """d loss / d pre from d loss / d out. ReLU alone is one fused op (autograd's own threshold
+        backward), not a derivative tensor and a product."""
+        if self.runs == [("relu", 0, len(pre))]:
+            return torch.ops.aten.threshold_backward(d_out, pre, 0)
+        return d_out * self.derivative(pre, out)
+
 
 def train_population(candidates: Sequence[Candidate], split: Split, shape: TaskShape,
-                     time_limit_s: float, check_every: int = 25) -> list[Successor | Quarantined]:
+                     time_limit_s: float, check_every: int = 25,
+                     dtype: torch.dtype = torch.float32) -> list[Successor | Quarantined]:
     """Train MLP candidates (any depth, width, activation and optimizer) as one stacked population.
     A candidate that cannot start (a bad gene, a parent that does not load) is quarantined alone."""
     results: list[Successor | Quarantined | None] = [None] * len(candidates)
@@ -152,7 +159,7 @@ def train_population(candidates: Sequence[Candidate], split: Split, shape: TaskS
         inherited.append(how)
     if ready:
         trained = train_stack([candidates[i] for i in ready], models, inherited, frozen, split, shape,
-                              time_limit_s, check_every)
+                              time_limit_s, check_every, dtype)
         for i, result in zip(ready, trained):
             results[i] = result
     return results  # type: ignore[return-value]  (every slot is filled above)
@@ -160,8 +167,12 @@ def train_population(candidates: Sequence[Candidate], split: Split, shape: TaskS
 
 @torch.no_grad()  # gradients are written out by hand (`backward`): autograd has nothing to record
 def train_stack(candidates: list[Candidate], models: list[torch.nn.Module], inherited: list[str], frozen: list[int],
-                split: Split, shape: TaskShape, time_limit_s: float, check_every: int) -> list[Successor | Quarantined]:
-    """The population's training loop, on models already initialised (and given their trunk)."""
+                split: Split, shape: TaskShape, time_limit_s: float, check_every: int,
+                dtype: torch.dtype = torch.float32) -> list[Successor | Quarantined]:
+    """The population's training loop, on models already initialised (and given their trunk). With
+    `dtype` bfloat16 the matmuls, activations and gradients are computed in it from a copy of the
+    weights made each step (mixed precision, as `torch.autocast` does); the weights, the optimizer's
+    moments and the softmax stay float32."""
     start = time.perf_counter()  # the trunk is shared, cached work: not the population's time
     device = torch.device(shape.device)
     count = len(candidates)
@@ -203,32 +214,42 @@ def train_stack(candidates: list[Candidate], models: list[torch.nn.Module], inhe
     why: dict[int, str] = {}
     x, y = split.x.to(device), split.y.to(device)
     one_hot = torch.eye(shape.n_classes, device=device)
+    low = dtype != torch.float32
+    inputs = x.to(dtype) if low else x
 
     for t in range(max(steps)):
         batch = index[:, t]
-        hidden = x[batch]  # (P, B, in): one gather for the whole population
+        if low:  # this step's compute copy of the weights
+            weights_now, biases_now = [w.to(dtype) for w in weights], [b.to(dtype) for b in biases]
+        else:
+            weights_now, biases_now = weights, biases
+        hidden = inputs[batch]  # (P, B, in): one gather for the whole population
         saved = []  # per hidden slot, what the backward pass needs: input, pre-activation, activation, dropout
         for j, used in enumerate(uses):
-            pre = torch.baddbmm(biases[j], hidden, weights[j])
+            pre = torch.baddbmm(biases_now[j], hidden, weights_now[j])
             act = activation(pre)
-            scale = (torch.rand(act.shape, generator=noise, device=device) >= dropout) / (1 - dropout) \
+            scale = ((torch.rand(act.shape, generator=noise, device=device) >= dropout) / (1 - dropout)).to(act.dtype) \
                 if use_dropout else None
             saved.append((hidden, pre, act, scale))
             out = act if scale is None else act * scale
             hidden = out if used is None else torch.where(used, out, hidden)  # a shallower model skips it
-        log_probs = torch.baddbmm(biases[-1], hidden, weights[-1]).log_softmax(-1)
+        logits = torch.baddbmm(biases_now[-1], hidden, weights_now[-1]).float()
         target = one_hot[y[batch]]  # (P, B, classes); distilling, mixed with the teacher's distribution
         if distilling:
             target = (1 - weight) * target + weight * soft[own, batch]
-        loss = -(target * log_probs).sum(-1).mul(valid[:, t]).sum(1) / per_model_rows  # each model's mean
         active = alive & (t < last)
+        check = (t + 1) % check_every == 0 or t + 1 == max(steps)
+        if check:  # each model's mean loss, read only here: computing it every step costs a tenth of the step
+            loss = -(target * logits.log_softmax(-1)).sum(-1).mul(valid[:, t]).sum(1) / per_model_rows
         # d loss_i / d logits = (softmax - target) / rows_i on model i's own rows; 0 once it is done
-        d = (log_probs.exp() - target) * (valid[:, t] * torch.where(active, 1 / per_model_rows, 0.0).view(-1, 1)).unsqueeze(-1)
+        d = softmax(logits).sub_(target).mul_(
+            (valid[:, t] * torch.where(active, 1 / per_model_rows, 0.0).view(-1, 1)).unsqueeze(-1))
         step_lr = torch.where(active.view(-1, 1), lr, 0.0)
-        rule.update(flat, backward(d, hidden, saved, weights, uses, activation), first, second, step_lr, t + 1)
+        grads = backward(d.to(dtype) if low else d, hidden, saved, weights_now, uses, activation)
+        rule.update(flat, grads.float() if low else grads, first, second, step_lr, t + 1)
         if frozen:  # a frozen trunk: its first layer goes back to where it started
             weights[0][frozen], biases[0][frozen] = trunk
-        if (t + 1) % check_every == 0 or t + 1 == max(steps):
+        if check:
             for i in torch.nonzero(active & ~torch.isfinite(loss)).flatten().tolist():
                 why[i] = f"training loss became {loss[i].item()} at step {t + 1}/{steps[i]}"
                 alive[i] = False
@@ -254,6 +275,13 @@ def train_stack(candidates: list[Candidate], models: list[torch.nn.Module], inhe
     return results
 
 
+def softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last dimension, written out: over a few classes, torch's fused kernel (which
+    vectorises along that dimension) takes 2-3 times as long as these four whole-tensor operations."""
+    e = (logits - logits.amax(-1, keepdim=True)).exp_()
+    return e.div_(e.sum(-1, keepdim=True))
+
+
 def backward(d: torch.Tensor, last_hidden: torch.Tensor, saved: list, weights: list[torch.Tensor],
              uses: list[torch.Tensor | None], activation: Activations) -> torch.Tensor:
     """The gradient of every model's loss by hand, from d = d loss / d logits (P, B, classes): a
@@ -267,7 +295,7 @@ def backward(d: torch.Tensor, last_hidden: torch.Tensor, saved: list, weights: l
         d_out = d_hidden if used is None else torch.where(used, d_hidden, 0.0)  # a skipped slot learns nothing
         if scale is not None:
             d_out = d_out * scale
-        d_pre = d_out * activation.derivative(pre, act)
+        d_pre = activation.backward(d_out, pre, act)
         grads[:0] = [torch.bmm(hidden.transpose(1, 2), d_pre), d_pre.sum(1, keepdim=True)]
         if j > 0:
             d_in = torch.bmm(d_pre, weights[j].transpose(1, 2))
@@ -290,21 +318,26 @@ class Rule:
         self.adam = not all(sgd)  # any Adam or AdamW member: keep a second moment
         self.adam_only = None if not any(sgd) else per_model([not s for s in sgd])  # None: no SGD to select out
         self.l2 = per_model([0.0 if d else w for d, w in zip(decoupled, decay)])
+        self.any_l2 = bool(self.l2.any())
         self.decoupled = per_model([w if d else 0.0 for d, w in zip(decoupled, decay)]) if any(decoupled) else None
         self.gain = per_model([1.0 if s else 1 - BETAS[0] for s in sgd])  # c in m = 0.9 m + c g
 
     def update(self, p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor | None,
                lr: torch.Tensor, step: int) -> None:
-        """One step in place: parameters p, gradients g, moments m and v, all (P, N); lr (P, 1)."""
+        """One step in place: parameters p, gradients g (this step's own: overwritten), moments m and
+        v, all (P, N); lr (P, 1). In place wherever torch.optim's order of operations allows, so a
+        step makes two temporaries of the parameters' size, not eight."""
         if self.decoupled is not None:
             p.mul_(1 - lr * self.decoupled)
-        g = g + self.l2 * p
-        m.mul_(MOMENTUM).add_(self.gain * g)
+        if self.any_l2:
+            g.addcmul_(self.l2, p)
+        m.mul_(MOMENTUM).addcmul_(self.gain, g)
         if v is None:  # SGD only
-            p.sub_(lr * m)
+            p.addcmul_(lr, m, value=-1)
             return
         v.mul_(BETAS[1]).addcmul_(g, g, value=1 - BETAS[1])
-        step_size = lr / (1 - BETAS[0] ** step) * m / (v.sqrt() / math.sqrt(1 - BETAS[1] ** step)).add_(EPS)
+        denom = v.sqrt().div_(math.sqrt(1 - BETAS[1] ** step)).add_(EPS)
+        step_size = torch.div(m, denom, out=denom).mul_(lr / (1 - BETAS[0] ** step))
         if self.adam_only is not None:  # mixed: SGD members take lr * m instead
             step_size = torch.where(self.adam_only, step_size, lr * m)
         p.sub_(step_size)
@@ -317,9 +350,11 @@ class Batched:
     chunk: int = 32  # most models in one population: bounds memory and padding (chunks hold similar sizes)
     time_limit_s: float = 60.0  # per population; past it, its unfinished members are quarantined
     threads: int | None = None  # torch threads; 1 when several runs share the machine (see docs/scale.md)
+    dtype: str = "float32"  # float32, or bfloat16: mixed precision (AMX on recent CPUs, tensor cores on GPU)
 
     def __post_init__(self) -> None:
         check_threads(self.threads)
+        check_dtype(self.dtype)
         if isinstance(self.chunk, bool) or not isinstance(self.chunk, int) or self.chunk < 1:
             raise ValueError(f"execution.chunk must be a whole number >= 1, got {self.chunk!r}")
         check_time_limit(self.time_limit_s)
@@ -333,7 +368,7 @@ class Batched:
         for i, candidate in enumerate(candidates):
             key = population_key(candidate, task)
             if key is None:
-                results[i] = attempt(candidate, split, task, self.time_limit_s)
+                results[i] = attempt(candidate, split, task, self.time_limit_s, self.dtype)
             else:
                 stackable.append((key, i))
         stackable.sort()
@@ -346,6 +381,6 @@ class Batched:
 
     def train_group(self, group: list[Candidate], split: Split, task: TaskShape) -> list[Successor | Quarantined]:
         try:
-            return train_population(group, split, task, self.time_limit_s)
+            return train_population(group, split, task, self.time_limit_s, dtype=getattr(torch, self.dtype))
         except Exception as err:  # a broken group must not stop the loop
             return [Quarantined(c, quarantine_reason(err)) for c in group]

@@ -22,6 +22,7 @@ from loop.stages import Candidate, DataView, Quarantined, Split, Successor, Task
 from successors import build
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+DTYPES = ("float32", "bfloat16")  # execution.dtype: bfloat16 is mixed precision (float32 weights and optimizer)
 
 
 class Quarantine(Exception):
@@ -100,8 +101,9 @@ def finish(candidate: Candidate, model: torch.nn.Module, x: torch.Tensor, y: tor
 
 
 def train_candidate(candidate: Candidate, split: Split, shape: TaskShape, time_limit_s: float,
-                    check_every: int = 25) -> Successor:
-    """Train one candidate from scratch with its recipe; raise `Quarantine` on NaN/inf or timeout."""
+                    check_every: int = 25, dtype: str = "float32") -> Successor:
+    """Train one candidate from scratch with its recipe; raise `Quarantine` on NaN/inf or timeout.
+    `dtype` bfloat16: the forward and backward passes under `torch.autocast` (float32 weights)."""
     device = torch.device(shape.device)
     model, inherited = start_model(candidate, shape)
     frozen = set_trunk(model, candidate.genome, split.x, candidate.parent is not None)  # a label-free pretrained first layer, kept fixed
@@ -116,12 +118,15 @@ def train_candidate(candidate: Candidate, split: Split, shape: TaskShape, time_l
     optimizer = make_optimizer(candidate.genome.recipe, [p for p in model.parameters() if id(p) not in fixed])
     x, y = split.x.to(device), split.y.to(device)
     model.train()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
     for step in range(1, steps + 1):
         index = plan[step - 1]
+        with autocast:
+            logits = model(x[index])
         if soft is None:
-            loss = F.cross_entropy(model(x[index]), y[index])
+            loss = F.cross_entropy(logits.float(), y[index])
         else:
-            loss = distillation_loss(model(x[index]), y[index], soft[index], weight).mean()
+            loss = distillation_loss(logits.float(), y[index], soft[index], weight).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -146,6 +151,11 @@ def check_threads(value: object) -> None:
                          f"got {value!r}")
 
 
+def check_dtype(value: object) -> None:
+    if value not in DTYPES:
+        raise ValueError(f"execution.dtype must be one of {list(DTYPES)}, got {value!r}")
+
+
 def check_time_limit(value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ValueError(f"execution.time_limit_s must be a number > 0, got {value!r}")
@@ -156,10 +166,11 @@ def quarantine_reason(err: Exception) -> str:
     return str(err) if isinstance(err, Quarantine) else f"training raised {type(err).__name__}: {err}"
 
 
-def attempt(candidate: Candidate, split: Split, shape: TaskShape, time_limit_s: float) -> Successor | Quarantined:
+def attempt(candidate: Candidate, split: Split, shape: TaskShape, time_limit_s: float,
+            dtype: str = "float32") -> Successor | Quarantined:
     """Train one candidate; any failure quarantines it with the reason, and the loop goes on."""
     try:
-        return train_candidate(candidate, split, shape, time_limit_s)
+        return train_candidate(candidate, split, shape, time_limit_s, dtype=dtype)
     except Exception as err:  # a broken candidate must not stop the loop
         return Quarantined(candidate, quarantine_reason(err))
 
@@ -170,13 +181,15 @@ class Serial:
 
     time_limit_s: float = 60.0  # per candidate; past it the candidate is quarantined
     threads: int | None = None  # torch threads; 1 when several runs share the machine (see docs/scale.md)
+    dtype: str = "float32"  # float32, or bfloat16: mixed precision (torch.autocast; float32 weights)
 
     def __post_init__(self) -> None:
         check_time_limit(self.time_limit_s)
         check_threads(self.threads)
+        check_dtype(self.dtype)
 
     def train(self, candidates: Sequence[Candidate], data: DataView,
               task: TaskShape) -> list[Successor | Quarantined]:
         use_threads(self.threads)
         split = data["train"]
-        return [attempt(candidate, split, task, self.time_limit_s) for candidate in candidates]
+        return [attempt(candidate, split, task, self.time_limit_s, self.dtype) for candidate in candidates]

@@ -17,7 +17,6 @@ from functools import lru_cache
 from typing import Callable, Mapping
 
 import numpy as np
-from scipy.stats import binomtest
 
 
 @dataclass(frozen=True)
@@ -60,6 +59,8 @@ def accuracy_regression(nominee: np.ndarray, incumbent: np.ndarray, tolerance: f
     pi0 = 0.5 + n * tolerance / (2 * m)
     if pi0 >= 1.0:  # even losing every discordant item would not exceed the tolerance
         return Comparison(regression, 1.0)
+    from scipy.stats import binomtest  # half a second to import: paid when a gate first compares, not at start-up
+
     return Comparison(regression, float(binomtest(b, m, max(pi0, 0.0), alternative="greater").pvalue))
 
 

@@ -35,11 +35,9 @@ PRIMES = (11, 13, 17, 19, 23, 29, 31)
 
 
 def _digits() -> tuple["torch.Tensor", "torch.Tensor"]:
-    import torch
-    from sklearn.datasets import load_digits
+    from loop.objective.tasks import digits
 
-    data = load_digits()
-    return torch.tensor(data.data / 16.0, dtype=torch.float32), torch.tensor(data.target, dtype=torch.long)
+    return digits()
 
 
 def _digits_subset(rng: "np.random.Generator"):

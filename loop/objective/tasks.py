@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
 from loop.stages import Budget, Split, Task
@@ -78,17 +79,32 @@ class Generated:
             raise ValueError(f"objective.compute_penalty must be a number >= 0, got {self.compute_penalty!r}")
 
 
+def digits() -> tuple["torch.Tensor", "torch.Tensor"]:
+    """scikit-learn's bundled 8x8 digits as (pixels in [0, 1], labels): the 1,797 rows of
+    `load_digits()`, read from the file scikit-learn ships (`sklearn/datasets/data/digits.csv.gz`)
+    without importing scikit-learn, whose import (scipy with it) is most of a second of start-up."""
+    import gzip
+    import importlib.util
+
+    import numpy as np
+    import torch
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("objective=digits reads scikit-learn's bundled digits: pip install scikit-learn")
+    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "digits.csv.gz"
+    with gzip.open(path, "rt") as f:
+        table = np.loadtxt(f, delimiter=",", dtype=np.float64)
+    x = torch.tensor(table[:, :-1] / 16.0, dtype=torch.float32)  # pixels 0..16 -> 0..1
+    return x, torch.tensor(table[:, -1].astype(np.int64), dtype=torch.long)
+
+
 @dataclass
 class Digits(Generated):
     """scikit-learn's bundled 8x8 digits, 10 classes. Selected with `objective=digits`."""
 
     def prepare(self) -> Task:
-        import torch
-        from sklearn.datasets import load_digits
-
-        data = load_digits()
-        x = torch.tensor(data.data / 16.0, dtype=torch.float32)  # pixels 0..16 -> 0..1
-        y = torch.tensor(data.target, dtype=torch.long)
+        x, y = digits()
         return Task("digits", split_items(x, y, self.fractions, self.split_seed), self.budget,
                     in_features=64, n_classes=10, compute_penalty=float(self.compute_penalty), image=(8, 8))
 

@@ -107,7 +107,28 @@ def test_a_broken_member_is_quarantined_alone_with_the_reason(train_view):
     assert all(isinstance(r, Successor) for r in results[1:3])
 
 
-@pytest.mark.parametrize("bad", [dict(chunk=0), dict(chunk=2.5), dict(time_limit_s=0)])
+@pytest.mark.parametrize("bad", [dict(chunk=0), dict(chunk=2.5), dict(time_limit_s=0), dict(dtype="float16")])
 def test_bad_settings_are_refused(bad):
     with pytest.raises(ValueError):
         Batched(**bad)
+    with pytest.raises(ValueError, match=r"execution.dtype must be one of \['float32', 'bfloat16'\], got 'fp8'"):
+        Serial(dtype="fp8")
+
+
+@pytest.mark.parametrize("execution", [Batched, Serial])
+def test_bfloat16_trains_in_mixed_precision_repeatably_and_near_float32(train_view, execution):
+    """bfloat16 computes the passes in it (float32 weights and optimizer): the same run twice gives the
+    same weights; against float32, the same models to within what bfloat16's 8 bits of mantissa allow."""
+    candidates = mixed_population()[:4] if execution is Batched else population("adam")[:2]
+    low = execution(dtype="bfloat16").train(candidates, train_view, SHAPE)
+    again = execution(dtype="bfloat16").train(candidates, train_view, SHAPE)
+    full = execution().train(candidates, train_view, SHAPE)
+    x, y = train_view["train"].x, train_view["train"].y
+    for a, b, f in zip(low, again, full, strict=True):
+        assert a.id == b.id and all(p.dtype == torch.float32 for p in a.model.parameters())
+        assert a.id != f.id  # it did train otherwise
+        with torch.no_grad():
+            agree = (a.model(x).argmax(1) == f.model(x).argmax(1)).float().mean().item()
+            accuracy = [(m.model(x).argmax(1) == y).float().mean().item() for m in (a, f)]
+        assert agree > 0.9 and abs(accuracy[0] - accuracy[1]) < 0.02
+        assert a.train["train_loss"] == pytest.approx(f.train["train_loss"], rel=0.05)

@@ -159,3 +159,19 @@ def test_the_token_gate_reviews_token_models():
     assert probes == {"calibration", "consistency", "fingerprint", "validity"}
     assert "probe/calibration/ece" in decision.probes and "probe/consistency/noise_gain" in decision.probes
     assert not any("shift" in k or "flag" in k or "jitter" in k for k in decision.probes)
+
+
+def test_digits_are_scikit_learns_bundled_digits_read_without_importing_it():
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from loop.objective.tasks import digits
+
+    x, y = digits()
+    data = load_digits()
+    assert torch.equal(x, torch.tensor(data.data / 16.0, dtype=torch.float32))
+    assert torch.equal(y, torch.tensor(data.target, dtype=torch.long))
+    code = "import sys; from loop.objective.tasks import digits; digits(); print('sklearn' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
