@@ -396,3 +396,29 @@ def test_both_arms_through_the_command_line(tmp_path):
     assert "## Improvers: meta-train and held-out imp@k per outer generation" in text
     assert "minus `generator.steps_from=generation0`, paired by seed (1 pairs)" in text
     assert "## Improvers: meta-utility on meta-train and held-out tasks" in (tmp_path / "0" / "report.md").read_text()
+
+
+def test_a_sweep_on_worker_processes_writes_the_runs_the_basic_launcher_writes(tmp_path):
+    """`hydra/launcher=processes`: the runs of a sweep on 2 worker processes, each a whole run with its
+    own directory, .hydra/ files, report and progress line; each ledger is the one the same config
+    and seed give one at a time in this process (clock readings aside)."""
+    done = cli("rsi-loop", "-m", *TINY, "seed=0,1,2", "objective.budget.generations=1", "hydra/launcher=processes",
+               f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "sweep: 3/3 runs done" in done.stdout
+    for seed in range(3):
+        run = tmp_path / "sweep" / str(seed)
+        assert (run / "report.md").is_file() and (run / ".hydra" / "overrides.yaml").is_file()
+        alone = tmp_path / f"alone{seed}"
+        run_loop(alone, f"seed={seed}", "objective.budget.generations=1")
+        assert counted(run) == counted(alone)
+    bad = cli("rsi-loop", "-m", *TINY, "seed=0,1", "hydra/launcher=processes", "hydra.launcher.workers=0",
+              f"hydra.sweep.dir={tmp_path / 'bad'}")
+    assert bad.returncode == 1 and "hydra.launcher.workers must be a whole number >= 1, got 0" in bad.stderr
+    assert not (tmp_path / "bad" / "0").exists()
+
+
+def counted(run_dir: Path) -> list[tuple]:
+    """A run's events without clock readings (`time`, a generation's stage `seconds`)."""
+    return [(e.generation, e.event, e.successor, e.parent, dict(e.metrics), e.reasons,
+             {k: v for k, v in e.detail.items() if k != "seconds"}) for e in ledger_events(run_dir)]

@@ -330,6 +330,10 @@ def main() -> None:
         else:
             import hydra
 
+            if "-m" in argv or "--multirun" in argv:
+                from loop.tools.launcher import register
+
+                register()  # hydra/launcher=processes
             hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")(_hydra_task)()
     except (KeyboardInterrupt, Terminated) as err:  # before a run began (a run stops in run_or_fail)
         print(f"interrupted ({'SIGINT' if isinstance(err, KeyboardInterrupt) else 'SIGTERM'}) before the run "

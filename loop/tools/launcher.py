@@ -1,0 +1,113 @@
+"""`hydra/launcher=processes`: a multirun's runs on worker processes started once, for all of them.
+
+Hydra's basic launcher runs a sweep's runs one after another in one process: start-up is paid
+once, but one core works. Here `workers` processes (spawned, one torch thread each by default)
+take the runs in turn; each worker imports torch, Hydra and the loop once and then runs as many
+runs as come to it, each exactly as the basic launcher would (`hydra.core.utils.run_job`: the
+run's own config, directory, `.hydra/` files and callbacks). A run's ledger does not depend on
+which worker ran it or when (same config and seed, same ledger), so a sweep gives the same results
+either way, up to the float rounding that another thread count can give.
+
+    rsi-loop -m experiment=quick seed=0,1,2,3 hydra/launcher=processes
+    rsi-loop -m ... hydra/launcher=processes hydra.launcher.workers=4
+
+Hydra instantiates launchers only from its `hydra_plugins` namespace; `register()` (called by
+`rsi-loop` before Hydra starts) puts this class there, so no top-level package is installed for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import sys
+import types
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, Sequence
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, open_dict
+
+log = logging.getLogger(__name__)
+MODULE = "hydra_plugins.rsi_loop"
+
+
+def _start_worker(threads: int | None) -> None:
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def _run(index: int, overrides: Sequence[str], hydra_context: HydraContext, config: DictConfig,
+         task_function: TaskFunction, singletons: dict[Any, Any]) -> JobReturn:
+    """One run of the sweep, in a worker, as the basic launcher runs it in the main process."""
+    Singleton.set_state(singletons)
+    setup_globals()  # Hydra's resolvers (${now:...}), left out of the state: their closures do not pickle
+    sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
+    with open_dict(sweep_config):
+        sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{index}"
+        sweep_config.hydra.job.num = index
+    HydraConfig.instance().set_config(sweep_config)
+    result = run_job(hydra_context=hydra_context, config=sweep_config, task_function=task_function,
+                     job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+    # The configs hold classes Hydra's plugin scan redefined in this worker, which do not pickle back;
+    # the sweeper reads only the status and return value (the run wrote its configs to .hydra/).
+    result.cfg, result.hydra_cfg = None, None
+    return result
+
+
+class ProcessesLauncher(Launcher):
+    """A sweep's runs on `workers` long-lived worker processes. Selected with `hydra/launcher=processes`."""
+
+    __module__ = MODULE  # where Hydra looks for plugins (see `register`)
+
+    def __init__(self, workers: int = 2, threads: int | None = 1) -> None:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"hydra.launcher.workers must be a whole number >= 1, got {workers!r}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"hydra.launcher.threads must be null or a whole number >= 1, got {threads!r}")
+        self.workers, self.threads = workers, threads
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        assert self.config is not None and self.hydra_context is not None and self.task_function is not None
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        workers = min(self.workers, len(job_overrides)) or 1
+        log.info(f"launching {len(job_overrides)} runs on {workers} worker processes")
+        for i, overrides in enumerate(job_overrides):
+            log.info(f"\t#{initial_job_idx + i} : {' '.join(filter_overrides(overrides))}")
+        singletons = {**Singleton.get_state(), "omegaconf_resolvers": {}}
+        context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch's threads
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                                 initargs=(self.threads,)) as pool:
+            futures = [pool.submit(_run, initial_job_idx + i, list(overrides), self.hydra_context, self.config,
+                                   self.task_function, singletons) for i, overrides in enumerate(job_overrides)]
+            return [f.result() for f in futures]
+
+
+def register() -> None:
+    """Make `hydra_plugins.rsi_loop.ProcessesLauncher` known to Hydra (its plugins must live in
+    `hydra_plugins`): the class is registered by hand, and the module name points back to it."""
+    from hydra.core.plugins import Plugins
+
+    try:
+        import hydra_plugins as root  # installed plugins (e.g. the Ray launcher) share the namespace
+    except ImportError:
+        root = sys.modules.setdefault("hydra_plugins", types.ModuleType("hydra_plugins"))
+        root.__path__ = []  # a package with nothing else in it
+    module = sys.modules.setdefault(MODULE, types.ModuleType(MODULE, __doc__))
+    module.ProcessesLauncher = ProcessesLauncher  # type: ignore[attr-defined]
+    root.rsi_loop = module  # type: ignore[attr-defined]
+    Plugins.instance().register(ProcessesLauncher)
