@@ -7,8 +7,9 @@ Runs of the two sweeps that match `--where` are grouped by their other overrides
 aside), paired in seed order (the first sweep's lowest seed with the other's lowest, ...), and each
 metric's paired difference is printed with the 95% bootstrap interval the sweep reports use
 (`loop.meta.utility.paired`). A metric is a key of the last `generation_finished` (e.g.
-`truth/regret`, `incumbent/truth`) or `audit_slip_share` (the share of promotions that regress on
-the held-out audit). The intervals should hold 0: if they do not, seed noise alone makes arms look
+`truth/regret`, `incumbent/truth`), `audit_slip_share` (the share of promotions that regress on
+the held-out audit), `final_compute` (parameters x steps of the final incumbent) or
+`decision_accuracy` (the share of generations decided as the hidden truth would have). The intervals should hold 0: if they do not, seed noise alone makes arms look
 different and the arm comparison is not to be trusted.
 
     rsi-loop -m experiment=gate_pressure hydra.sweep.dir=multirun/pressure
@@ -45,6 +46,8 @@ def value(result, metric: str) -> float | None:
         from loop.tools.pressure import rung_of
 
         return rung_of(result.seed, result.run).slip_rate
+    if metric in ("final_compute", "decision_accuracy"):  # what the sweep report's promotion section compares
+        return getattr(result, metric)
     return result.final(metric)
 
 

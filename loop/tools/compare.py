@@ -20,7 +20,7 @@ import os
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from loop.checkpoints import atomic_write
 from loop.ledger import LedgerError, read
@@ -28,7 +28,7 @@ from loop.tools.plots import empty_panel, png_bytes
 from loop.tools.improvers import sweep_section
 from loop.tools.pressure import pressure_plot, pressure_section
 from loop.tools.report import counts, finite, num, pgr, spread, tally, write_report
-from loop.tools.runs import Run, parse, status, veto_counts, w2s_generations
+from loop.tools.runs import Run, hindsight, parse, status, veto_counts, w2s_generations
 
 TARGET = 0.95  # default truth an incumbent must reach to count for generations-to-target
 MIN_SEEDS_FOR_TEST = 5  # below this a rank test says little; the ranges are shown instead
@@ -117,6 +117,20 @@ class Result:
     @property
     def vetoes(self) -> int:
         return sum(e.generation >= 1 for e in self.run.kept("vetoed"))
+
+    @property
+    def final_compute(self) -> float | None:
+        """Parameters x optimizer steps of the final incumbent's training (from its `trained` event)."""
+        last = self.run.last_finished
+        trained = [e for e in self.run.kept("trained") if last and e.successor == last.successor]
+        return float(trained[0].metrics.get("parameters", 0)) * float(trained[0].metrics.get("steps", 0)) \
+            if trained else None
+
+    @property
+    def decision_accuracy(self) -> float | None:
+        """The share of its generations decided as the hidden truth would have (`runs.hindsight`)."""
+        decisions = hindsight(self.run)
+        return sum(d.agrees for d in decisions) / len(decisions) if decisions else None
 
     @property
     def pauses(self) -> int:
@@ -253,31 +267,87 @@ def verdict(groups: Mapping[str, Sequence[Result]], measure: Measure) -> str:
 
 
 def group_table(groups: Mapping[str, Sequence[Result]], target: float) -> list[str]:
-    out = ["| group | seeds | final truth | final proxy | last Goodhart gap | truth regret | "
+    out = ["| group | seeds | final truth | final proxy | last Goodhart gap | truth regret | decision accuracy | "
            f"generations to truth {target:g} | reached | vetoes / pauses | vetoed / paused by |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for name, runs in groups.items():
         reached = [r.reached(target) for r in runs]
         out.append(f"| `{name}` | {len(runs)} | {spread(r.final('incumbent/truth') for r in runs)} | "
                    f"{spread(r.final('incumbent/proxy') for r in runs)} | "
                    f"{spread((r.final('gap/incumbent') for r in runs), sign=True)} | "
-                   f"{spread(r.final('truth/regret') for r in runs)} | {steps_spread(reached)} | "
+                   f"{spread(r.final('truth/regret') for r in runs)} | "
+                   f"{spread(r.decision_accuracy for r in runs)} | {steps_spread(reached)} | "
                    f"{sum(v != NOT_REACHED for v in reached)}/{len(runs)} | {counts([r.vetoes for r in runs])} / "
                    f"{counts([r.pauses for r in runs])} | "
                    f"{blocked_by(runs)} |")
     return out
 
 
-def gate_section(groups: Mapping[str, Sequence[Result]]) -> list[str]:
-    """Gate on vs gate off, within each setting of the other overrides, when groups differ by `gate=`."""
+def split_by(groups: Mapping[str, Sequence[Result]], key: str) -> dict[str, dict[str, list[Result]]]:
+    """{setting of the other varying overrides: {`key=value`: runs}} when groups differ by `key`, else {}."""
     keys = varying([r for runs in groups.values() for r in runs])
-    if "gate" not in keys:
-        return []
+    if key not in keys:
+        return {}
     settings: dict[str, dict[str, list[Result]]] = {}
     for runs in groups.values():
         first = runs[0].overrides  # a group's runs share every varying override
-        rest = label(first, [k for k in keys if k != "gate"])
-        settings.setdefault(rest, {})[label(first, ["gate"])] = list(runs)
+        rest = label(first, [k for k in keys if k != key])
+        settings.setdefault(rest, {})[label(first, [key])] = list(runs)
+    return settings
+
+
+def promotion_section(groups: Mapping[str, Sequence[Result]]) -> list[str]:
+    """Promotion rules side by side, within each setting of the other overrides, when groups differ by
+    `promotion=`: final truth, what the final incumbent cost to train, and decisions in hindsight, with
+    each rule's paired difference from the first by seed."""
+    from loop.meta.utility import paired, seed_differences
+
+    settings = split_by(groups, "promotion")
+    if not settings:
+        return []
+    out = ["## Promotion rules compared", "",
+           "Compute: parameters x optimizer steps of the final incumbent's training. Decision accuracy: the share "
+           "of generations decided as the hidden truth would have (each run's report lists the others).", "",
+           "| setting | promotion | seeds | final truth | final compute | decision accuracy |",
+           "|---|---|---:|---:|---:|---:|"]
+    sentences = []
+    measures = (("final truth", lambda r: r.final("incumbent/truth")), ("final compute", lambda r: r.final_compute),
+                ("decision accuracy", lambda r: r.decision_accuracy))
+    for rest, by_rule in settings.items():
+        for rule, runs in by_rule.items():
+            out.append(f"| `{rest}` | `{rule}` | {len(runs)} | " + " | ".join(
+                spread(f(r) for r in runs) if name != "final compute" else spread_int(f(r) for r in runs)
+                for name, f in measures) + " |")
+        (first, reference), *others = by_rule.items()
+        for rule, runs in others:
+            for name, f in measures:
+                diffs = seed_differences(runs, reference, f)
+                if len(diffs) >= 2:
+                    d = paired(diffs)
+                    show = d.show() if name != "final compute" else f"{d.mean:+,.0f} [{d.low:+,.0f}, {d.high:+,.0f}]"
+                    sentences.append(f"- `{rest}`: {name} of `{rule}` minus `{first}`, paired by seed ({d.n} seeds): "
+                                     f"{show}; {beyond_noise(d)}")
+    return out + ["", *sentences, ""]
+
+
+def beyond_noise(d) -> str:
+    """A paired difference in words, without calling either direction better."""
+    return ("its interval holds 0: no difference beyond seed noise" if not d.excludes_zero
+            else f"{'higher' if d.mean > 0 else 'lower'} beyond seed noise")
+
+
+def spread_int(values: Iterable[float | None]) -> str:
+    vs = sorted(v for v in values if v is not None)
+    if not vs:
+        return "—"
+    return f"{statistics.median(vs):,.0f} ({vs[0]:,.0f}–{vs[-1]:,.0f})" if vs[0] != vs[-1] else f"{vs[0]:,.0f}"
+
+
+def gate_section(groups: Mapping[str, Sequence[Result]]) -> list[str]:
+    """Gate on vs gate off, within each setting of the other overrides, when groups differ by `gate=`."""
+    settings = split_by(groups, "gate")
+    if not settings:
+        return []
     out = ["## Gate on vs gate off", "",
            "Truth regret: the best truth any candidate of the run reached minus the final incumbent's truth; "
            "a gate that vetoes good successors raises it, one that keeps out gamed ones lowers it.", "",
@@ -311,9 +381,7 @@ def paired_regret(setting: str, by_gate: Mapping[str, Sequence[Result]]) -> list
         diffs = seed_differences(second, first, lambda r: r.final(key))
         if len(diffs) >= 2:
             d = paired(diffs)
-            words = ("its interval holds 0: no difference beyond seed noise" if not d.excludes_zero
-                     else f"{'higher' if d.mean > 0 else 'lower'} beyond seed noise")
-            out.append(f"  - {name} of `{b}` minus `{a}`, paired by seed ({d.n} seeds): {d.show()}; {words}")
+            out.append(f"  - {name} of `{b}` minus `{a}`, paired by seed ({d.n} seeds): {d.show()}; {beyond_noise(d)}")
     return out
 
 
@@ -365,9 +433,13 @@ def markdown(name: str, groups: Mapping[str, Sequence[Result]], target: float) -
     to_target = Measure(f"generations to reach truth {target:g} (fewer is better; a seed that never reached "
                         "it counts as not reached)", lambda r: r.reached(target), higher_is_better=False,
                         show=steps)
+    decisions = Measure("decision accuracy in hindsight (the share of generations decided as the hidden truth "
+                        "would have; each run's report lists the others)", lambda r: r.decision_accuracy,
+                        higher_is_better=True)
     out += ["## Which group did better", "", f"- {verdict(groups, final_truth)}",
-            f"- {verdict(groups, to_target)}", ""]
+            f"- {verdict(groups, to_target)}", f"- {verdict(groups, decisions)}", ""]
     out += gate_section(groups)
+    out += promotion_section(groups)
     out += w2s_section(groups)
     out += sweep_section(groups)
     out += pressure_section([r for rs in groups.values() for r in rs])

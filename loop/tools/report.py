@@ -22,8 +22,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from loop.checkpoints import atomic_write
 from loop.config import STAGES
 from loop.ledger import Event, read
-from loop.tools.plots import PLOTS
-from loop.tools.runs import (GATE, IN_PROGRESS, Node, Run, blockers, holds_nominee, how_to_continue,
+from loop.tools.plots import PLOTS, front_plot
+from loop.tools.runs import (GATE, IN_PROGRESS, Node, Run, blockers, hindsight, holds_nominee, how_to_continue,
                             human_decisions, lineage, parse, pause_cause, review_load, status, veto_counts,
                             w2s_generations)
 
@@ -284,6 +284,33 @@ def w2s_section(run: Run) -> list[str]:
     return out + [""]
 
 
+def pareto(run: Run) -> bool:
+    """Whether the run promoted with `promotion=pareto` (its report then draws the fronts)."""
+    plugins = run.started.detail.get("plugins", {}) if run.started else {}
+    return str(plugins.get("promotion", "")).endswith("pareto.Pareto")
+
+
+def hindsight_section(run: Run) -> list[str]:
+    """Every decision against the one the hidden truth would have made (`loop.tools.runs.hindsight`)."""
+    decisions = hindsight(run)
+    if not decisions:
+        return []
+    wrong = [d for d in decisions if not d.agrees]
+    out = ["## Decisions in hindsight", "",
+           "Would the hidden truth have decided the same? Truth promotes the candidate with the highest truth if it "
+           "beats the incumbent's truth, and otherwise keeps the incumbent. Regret: the truth of truth's choice "
+           "minus the truth of the loop's.", "",
+           f"**Decision accuracy: {len(decisions) - len(wrong)} of {len(decisions)} generations "
+           f"({100 * (len(decisions) - len(wrong)) / len(decisions):.0f}%)**; truth regret of the "
+           f"{len(wrong)} other{'s' * (len(wrong) != 1)}: {num(sum(d.regret for d in wrong))} in all"
+           + (f", {num(max(d.regret for d in wrong))} at most." if wrong else "."), ""]
+    if wrong:
+        out += ["| gen | the loop's incumbent after it | truth's choice | regret |", "|---:|---|---|---:|"]
+        out += [f"| {d.generation} | {short(d.chose)} | {short(d.truth_chose)} | {num(d.regret)} |" for d in wrong]
+        out.append("")
+    return out
+
+
 def utc(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -353,6 +380,8 @@ def markdown(name: str, run: Run) -> str:
             "![Goodhart gap, truth regret and rank correlation per generation](plots/goodhart.png)", "",
             "![gate probes, nominee vs incumbent](plots/gate.png)", "",
             "![lineage: promoted successors and the nominees the gate stopped](plots/lineage.png)", ""]
+    if pareto(run):
+        out += ["![Pareto fronts per generation: proxy against training compute](plots/front.png)", ""]
 
     out += ["## Generations", "",
             "| gen | decision | incumbent | inc. proxy | inc. truth | best proxy | best truth | trained / quarantined |",
@@ -374,6 +403,7 @@ def markdown(name: str, run: Run) -> str:
     out.append("")
 
     out += goodhart_section(run)
+    out += hindsight_section(run)
     out += gate_timeline(run)
     out += audit_section(run)
     out += bank_section(run)
@@ -425,6 +455,8 @@ def write_report(run_dir: Path | str, run: Run | None = None) -> Path:
     run = parse(read(run_dir / "ledger.jsonl")) if run is None else run
     for name, plot in PLOTS.items():
         atomic_write(run_dir / "plots" / name, plot(run))
+    if pareto(run):
+        atomic_write(run_dir / "plots" / "front.png", front_plot(run))
     report = run_dir / "report.md"
     atomic_write(report, markdown(run_dir.resolve().name, run).encode("utf-8"))
     return report

@@ -71,6 +71,44 @@ class Run:
         return {e.successor: e.metrics for e in self.kept("evaluated") if e.successor}
 
 
+@dataclass(frozen=True)
+class Hindsight:
+    """One generation's decision against the one the hidden truth would have made: truth promotes
+    the candidate with the highest truth if it beats the incumbent's truth, and otherwise keeps the
+    incumbent. `regret`: the truth of truth's choice minus the truth of the loop's (0 when they agree)."""
+
+    generation: int
+    chose: str  # the incumbent after the generation (the promoted nominee, or the one kept)
+    truth_chose: str
+    regret: float
+
+    @property
+    def agrees(self) -> bool:
+        return self.chose == self.truth_chose
+
+
+def hindsight(run: Run) -> list[Hindsight]:
+    """Every finished generation after 0 with a scored candidate, decided again by the hidden truth
+    (from the ledger alone: `evaluated` truth values and each generation's incumbent)."""
+    out = []
+    before = None
+    for g in run.done:
+        after = g.finished.successor
+        candidates = [(e.metrics["truth"], e.successor) for e in g.of("evaluated")
+                      if e.successor and e.metrics.get("truth") is not None]
+        truth = {sid: t for t, sid in candidates}
+        if before is not None and candidates:
+            incumbent = run.scores.get(before, {}).get("truth")
+            best, best_id = max(candidates, key=lambda c: c[0])  # first of equals
+            choice = best_id if incumbent is None or best > incumbent else before
+            value = lambda sid: truth.get(sid, incumbent if sid == before else None)  # noqa: E731
+            mine, theirs = value(after), value(choice)
+            regret = max(0.0, theirs - mine) if mine is not None and theirs is not None else 0.0
+            out.append(Hindsight(g.number, after, choice, regret))
+        before = after
+    return out
+
+
 def parse(events: list[Event]) -> Run:
     """Group events by generation, as the engine reads them (`loop.state.settle`): a generation
     counts once its `generation_finished` is written; events of an attempt cut off by a crash and

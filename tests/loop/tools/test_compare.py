@@ -53,6 +53,15 @@ def test_multirun_report_groups_by_gate_and_links_every_run(sweep: Path) -> None
     assert "- `all runs`: On truth regret (lower is better)" in section(text, "Gate on vs gate off")
     better = section(text, "Which group did better")
     assert "On final truth" in better and "generations to reach truth 0.95" in better
+    assert "On decision accuracy in hindsight (the share of generations decided as the hidden truth" in better
+    from loop.tools.runs import hindsight, parse
+
+    # the column: each run's share of agreeing generations, median (min–max); jobs 0 and 2 ran gate=off
+    for setting, runs in (("gate=off", ("0", "2")), ("gate=probes", ("1", "3"))):
+        shares = sorted(sum(d.agrees for d in hindsight(parse(read(sweep / job / "ledger.jsonl")))) / 3 for job in runs)
+        cell = next(r for r in groups if r.startswith(f"| `{setting}`")).split(" | ")[6]
+        assert cell == (f"{shares[0]:.4f}" if shares[0] == shares[1] else
+                        f"{sum(shares) / 2:.4f} ({shares[0]:.4f}–{shares[1]:.4f})")
 
     runs = rows(text, "Runs")
     assert len(runs) == 4
@@ -215,3 +224,34 @@ def test_paths_that_are_no_sweep_fail_clearly_and_delete_nothing(tmp_path: Path)
     done = cli("rsi-loop-report", str(broken))
     assert done.returncode == 1 and str(broken / "1") in done.stderr and "line 3" in done.stderr
     assert sorted(str(p.relative_to(broken)) for p in broken.rglob("*")) == before  # nothing written or deleted
+
+
+def test_promotion_rules_are_compared_on_truth_compute_and_decisions_paired_by_seed(tmp_path: Path) -> None:
+    """Real runs of promotion=greedy and =pareto on 2 seeds; the section's numbers recomputed from the ledgers."""
+    from conftest import run_loop
+    from loop.tools.runs import hindsight, parse
+
+    sweep, job = tmp_path / "sweep", 0
+    for seed in (0, 1):
+        for rule in ("greedy", "pareto"):
+            run = sweep / str(job)
+            run_loop(run, f"promotion={rule}", f"seed={seed}", "gate=off")
+            (run / ".hydra" / "overrides.yaml").write_text(f"- promotion={rule}\n- seed={seed}\n")
+            job += 1
+    text = markdown("sweep", group(load(sweep)), 0.95)
+    lines = section(text, "Promotion rules compared").splitlines()
+
+    def compute(run: Path) -> float:
+        events = read(run / "ledger.jsonl")
+        final = [e for e in events if e.event == "generation_finished"][-1].successor
+        trained = next(e for e in events if e.event == "trained" and e.successor == final)
+        return trained.metrics["parameters"] * trained.metrics["steps"]
+
+    diffs = [compute(sweep / str(j + 1)) - compute(sweep / str(j)) for j in (0, 2)]
+    sentence = next(line for line in lines if "final compute of `promotion=pareto` minus `promotion=greedy`" in line)
+    assert f"paired by seed (2 seeds): {sum(diffs) / 2:+,.0f} [" in sentence
+    accuracy = [sum(d.agrees for d in hindsight(parse(read(sweep / str(j) / "ledger.jsonl")))) / 3 for j in range(4)]
+    sentence = next(line for line in lines if "decision accuracy of `promotion=pareto` minus" in line)
+    assert f"(2 seeds): {((accuracy[1] - accuracy[0]) + (accuracy[3] - accuracy[2])) / 2:+.4f}" in sentence
+    row = next(line for line in lines if line.startswith("| `all runs` | `promotion=pareto` | 2 |"))
+    assert sorted([f"{compute(sweep / '1'):,.0f}", f"{compute(sweep / '3'):,.0f}"])[0] in row

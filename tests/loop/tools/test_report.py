@@ -342,3 +342,32 @@ def test_lineage_of_a_real_run(finished_run: Path) -> None:
     finished = [e for e in events if e.event == "generation_finished"]
     for e in finished:
         assert table_row(text, e.generation, "Proxy vs truth").split(" | ")[3] == f"{e.metrics['gap/incumbent']:+.4f}"
+
+
+def test_decisions_in_hindsight_are_the_hidden_truths_own_and_their_regret(tmp_path: Path) -> None:
+    """Truth promotes its best candidate when it beats the incumbent's truth, else keeps the incumbent."""
+    from loop.ledger import read
+    from loop.tools.runs import hindsight, parse
+
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    ledger.append("run_started", 0, detail={"seed": 0, "plugins": {"promotion": "loop.promotion.pareto.Pareto"}})
+
+    def generation(g: int, truths: dict[str, float], event: str, after: str) -> None:
+        for sid, truth in truths.items():
+            ledger.append("evaluated", g, successor=sid * 16, metrics={"proxy": truth, "truth": truth},
+                          detail={"candidate": f"{g}.{sid}"})
+        ledger.append(event, g, successor=max(truths, key=truths.get) * 16)
+        ledger.append("generation_finished", g, successor=after * 16, detail={"decision": event})
+
+    generation(0, {"a": 0.5}, "promoted", "a")
+    generation(1, {"b": 0.6, "c": 0.7}, "promoted", "b")  # truth would have taken c: regret 0.1
+    generation(2, {"d": 0.55}, "vetoed", "b")  # kept b (0.6): truth agrees
+    generation(3, {"e": 0.65}, "not_nominated", "b")  # truth would have taken e: regret 0.05
+    decisions = hindsight(parse(read(tmp_path / "ledger.jsonl")))
+    assert [(d.generation, d.chose[0], d.truth_chose[0], round(d.regret, 6)) for d in decisions] == [
+        (1, "b", "c", 0.1), (2, "b", "b", 0.0), (3, "b", "e", 0.05)]
+    text = write_report(tmp_path).read_text()
+    assert "**Decision accuracy: 1 of 3 generations (33%)**; truth regret of the 2 others: 0.1500 in all, " \
+           "0.1000 at most." in text
+    assert "| 1 | `bbbbbbbb` | `cccccccc` | 0.1000 |" in text
+    assert (tmp_path / "plots" / "front.png").is_file() and "plots/front.png" in text  # a pareto run's fronts
