@@ -321,7 +321,7 @@ class Engine:
                 scores = self.stages.evaluator.evaluate(s.model, self.task.view("evaluator", "proxy"))
             with self.clock("truth"):
                 truth = self.stages.truth.evaluate(s.model, self.task.view("truth", "truth"))
-            score = self.task.score(scores.proxy, s.parameters)
+            score = self.task.score(scores.proxy, s.parameters, s.train.get("compute"))
             metrics = {"proxy": scores.proxy, "truth": truth.proxy, "score": score,
                        **{f"proxy/{k}": v for k, v in scores.metrics.items()},
                        **{f"truth/{k}": v for k, v in truth.metrics.items()}}
@@ -423,5 +423,6 @@ class Engine:
                                              "candidates": self.task.budget.candidates,
                                              "steps": self.task.budget.steps}, "plugins": plugins,
                 "held_out": self.held_out(),
+                **({"speedrun": {"target": self.task.target}} if self.task.target is not None else {}),
                 "tripwires": {f"{type(part).__qualname__}.{k}": v for part in parts_of(s.gate)
                               if type(part).__name__ == "Tripwires" for k, v in vars(part).items()}}

@@ -127,6 +127,7 @@ class Task:
     in_features: int  # features per item (float inputs), or tokens per item (token inputs)
     n_classes: int
     compute_penalty: float = 0.0  # score = proxy - compute_penalty * log10(parameters)
+    target: float | None = None  # a speedrun: below the target, score = proxy - 100; at or above, -log10(compute)
     inputs: InputKind = "features"  # x is float (N, in_features), or "tokens": long ids (N, seq_len)
     vocab: int = 0  # token inputs: ids lie in [0, vocab)
     seq_len: int = 0  # token inputs: ids per item (= in_features)
@@ -136,8 +137,14 @@ class Task:
         object.__setattr__(self, "image", tuple(self.image))
         check_inputs(self.name, self.inputs, self.in_features, self.vocab, self.seq_len, self.image)
 
-    def score(self, proxy: float, parameters: int) -> float:
-        """How metrics become the one scalar promotion compares."""
+    def score(self, proxy: float, parameters: int, compute: float | None = None) -> float:
+        """How metrics become the one scalar promotion compares. A speedrun (`target` set) ranks every
+        successor that reaches the target above every one that does not, and among those that reach
+        it, the one that trained with less compute higher (score -log10(compute): 0.005 is 1.2% less)."""
+        if self.target is not None:
+            if compute is None:
+                raise ValueError(f"objective {self.name}: a speedrun needs each successor's training compute")
+            return -math.log10(max(compute, 1)) if proxy >= self.target else proxy - 100
         return proxy - self.compute_penalty * math.log10(max(parameters, 1))
 
     def view(self, stage: str, *allowed: str) -> DataView:

@@ -77,10 +77,13 @@ def continuation(first: Successor, steps: int) -> Candidate:
 
 
 def as_proposed(candidate: Candidate, trained: Successor, steps: int, kept: bool | None,
-                inherited: str) -> Successor:
+                inherited: str, before: Successor | None = None) -> Successor:
     """A rung's result as the successor of the candidate the generator proposed: its genome (and so
-    its id), the steps of every rung it trained, and whether it was kept (None: no contest)."""
+    its id), the steps and compute of every rung it trained (`before`: its first rung), and whether
+    it was kept (None: no contest)."""
     facts: dict[str, Any] = {**trained.train, "steps": steps}
+    if before is not None and "compute" in facts:
+        facts["compute"] += before.train.get("compute", 0)
     if kept is not None:
         facts["halving/kept"] = int(kept)
     sid = successor_id(candidate.genome.to_dict(), weights_of(trained.model))
@@ -133,7 +136,7 @@ class Halving:
         second = self.inner.train([continuation(r, more[c.key]) for c, r in go_on], view, task) if go_on else []
         for (c, r), r2 in zip(go_on, second):
             if isinstance(r2, Successor):
-                out[c.key] = as_proposed(c, r2, r.train["steps"] + r2.train["steps"], True, r.inherited)
+                out[c.key] = as_proposed(c, r2, r.train["steps"] + r2.train["steps"], True, r.inherited, before=r)
             else:
                 out[c.key] = Quarantined(c, f"in the second rung of successive halving: {r2.reason}")
         for c, r in kept:

@@ -84,9 +84,37 @@ def distillation_loss(logits: torch.Tensor, y: torch.Tensor, soft: torch.Tensor 
     return (1 - weight) * hard - weight * (soft * F.log_softmax(logits, dim=-1)).sum(-1)
 
 
+def multiply_adds(model: torch.nn.Module, example: torch.Tensor) -> int:
+    """Multiply-adds of one forward pass on one example, counted from the layers that ran: a Linear
+    layer's weights once per position it is applied at, a convolution's once per output position."""
+    counted = []
+
+    def linear(m, inputs, output):
+        counted.append(m.weight.numel() * (output.numel() // output.shape[-1]))
+
+    def conv(m, inputs, output):
+        counted.append(m.weight.numel() * output[0, 0].numel())
+
+    hooks = [m.register_forward_hook(linear if isinstance(m, torch.nn.Linear) else conv)
+             for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d))]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    return int(sum(counted))
+
+
+def training_compute(model: torch.nn.Module, x: torch.Tensor, steps: int, batch: int) -> int:
+    """Deterministic training compute: optimizer steps x rows per batch x 3 x the forward multiply-adds
+    of one example (the backward pass costs about twice the forward). Wall time never enters it."""
+    return 3 * steps * batch * multiply_adds(model, x[:1])
+
+
 def finish(candidate: Candidate, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
            steps: int, inherited: str = "scratch") -> Successor:
-    """Check a trained model and make it a Successor: its final train loss, id and size."""
+    """Check a trained model and make it a Successor: its final train loss, id, size and training compute."""
     model.eval()
     with torch.no_grad():
         train_loss = F.cross_entropy(model(x), y).item()
@@ -96,8 +124,10 @@ def finish(candidate: Candidate, model: torch.nn.Module, x: torch.Tensor, y: tor
     sid = successor_id(candidate.genome.to_dict(), weights_of(model))
     parameters = sum(p.numel() for p in model.parameters())
     # Deterministic facts only: these go into the ledger, which must repeat run for run.
-    return Successor(sid, candidate, model, {"train_loss": train_loss, "steps": steps, "parameters": parameters},
-                     inherited)
+    batch = min(int(candidate.genome.recipe.get("batch_size", len(x))), len(x))
+    compute = training_compute(model, x, steps, batch)
+    return Successor(sid, candidate, model, {"train_loss": train_loss, "steps": steps, "parameters": parameters,
+                                             "compute": compute}, inherited)
 
 
 def train_candidate(candidate: Candidate, split: Split, shape: TaskShape, time_limit_s: float,

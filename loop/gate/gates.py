@@ -110,11 +110,15 @@ class Probes:
     bootstrap_rounds: int = 1000  # p-value resolution 1/1001, below Holm's smallest threshold
     tripwires: Tripwires = field(default_factory=Tripwires)
     seed: int = 0
+    target: float | None = None  # a fixed correctness check: the nominee's audit accuracy must reach it (speedrun)
     _cache: dict = field(default_factory=dict, repr=False)  # readouts of incumbent and baseline by id
 
     def __post_init__(self) -> None:
         if isinstance(self.tripwires, Mapping):
             self.tripwires = Tripwires(**self.tripwires)
+        if self.target is not None and (isinstance(self.target, bool) or not isinstance(self.target, (int, float))
+                                        or not 0 < self.target <= 1):
+            raise ValueError(f"gate.target must be null or an accuracy in (0, 1], got {self.target!r}")
         if not 0 < self.alpha < 1:
             raise ValueError(f"gate.alpha must be in (0, 1), got {self.alpha!r}")
         for name in ("cumulative_factor", "tolerance_scale"):
@@ -193,10 +197,18 @@ class Probes:
         hidden = len({t.metric for t in tests if t.metric in secret and t.name in rejected})
         reasons = [t.sentence("regresses") for t in failed]
         reasons += [t.sentence("ok") for t in shown if t.against == "incumbent" and t.name not in rejected]
-        action = "veto" if failed or hidden else "promote"
+        short = False
+        if self.target is not None:  # the fixed correctness check, absolute: not a comparison
+            audit = Accuracy(split="audit").evaluate(nominee.successor.model, data).proxy
+            metrics["check/audit_accuracy"] = audit
+            short = audit < self.target
+            reasons.insert(0, f"correctness check: audit accuracy {audit:.4f} "
+                              f"{'below' if short else 'reaches'} the target {self.target:g}")
+        action = "veto" if failed or hidden or short else "promote"
         if action == "veto":
             named = [f"{t.name} (p={t.result.p:.3g} < Holm threshold {rejected[t.name]:.3g})" for t in failed]
             named += [f"{hidden} secret regression test{'s' * (hidden > 1)} of the gate's bank"] if hidden else []
+            named += ["the correctness check (audit accuracy below the target)"] if short else []
             reasons.insert(0, "vetoed on " + ", ".join(named))
         tripped = self.tripwires.check(action, nominee.scores.proxy - incumbent.scores.proxy,
                                        metrics.get("tripwire/audit_gap"), history)

@@ -156,4 +156,4 @@ class Family(Generated):
         inputs = {"inputs": "tokens", "vocab": extra["vocab"], "seq_len": extra["seq_len"]} \
             if extra.get("inputs") == "tokens" else {"image": extra.get("image", ())}
         return Task(self.name, splits, self.budget, in_features=int(x.shape[1]), n_classes=n_classes,
-                    compute_penalty=float(self.compute_penalty), **inputs)
+                    compute_penalty=float(self.compute_penalty), target=self.target, **inputs)

@@ -69,8 +69,16 @@ class Generated:
     fractions: Mapping[str, float]
     split_seed: int = 0  # fixed, so every run seed sees the same splits
     compute_penalty: float = 0.0
+    target: float | None = None  # a speedrun's accuracy target (objective=speedrun): minimise compute to reach it
 
     def __post_init__(self) -> None:
+        if self.target is not None and (isinstance(self.target, bool) or not isinstance(self.target, (int, float))
+                                        or not 0 < self.target < 1):
+            raise ValueError(f"objective.target must be null or an accuracy strictly between 0 and 1, "
+                             f"got {self.target!r}")
+        if self.target is not None and self.compute_penalty:
+            raise ValueError("objective.target (a speedrun: compute is the score) and objective.compute_penalty "
+                             "(compute as a penalty on the proxy) cannot both be set")
         if not isinstance(self.budget, Budget):
             self.budget = Budget(**self.budget)
         self.fractions = _check_fractions(self.fractions)
@@ -106,7 +114,7 @@ class Digits(Generated):
     def prepare(self) -> Task:
         x, y = digits()
         return Task("digits", split_items(x, y, self.fractions, self.split_seed), self.budget,
-                    in_features=64, n_classes=10, compute_penalty=float(self.compute_penalty), image=(8, 8))
+                    in_features=64, n_classes=10, compute_penalty=float(self.compute_penalty), target=self.target, image=(8, 8))
 
 
 @dataclass
@@ -129,7 +137,7 @@ class ModularArithmetic(Generated):
         x = torch.stack([a.flatten(), b.flatten()], 1)
         y = (x[:, 0] + x[:, 1]) % self.p
         return Task("modular_arithmetic", split_items(x, y, self.fractions, self.split_seed), self.budget,
-                    in_features=2, n_classes=self.p, compute_penalty=float(self.compute_penalty),
+                    in_features=2, n_classes=self.p, compute_penalty=float(self.compute_penalty), target=self.target,
                     inputs="tokens", vocab=self.p, seq_len=2)
 
 
@@ -188,5 +196,5 @@ class SequenceTask(Generated):
         x = torch.cat([sequence, (self.vocab + query)[:, None]], 1)
         return Task("sequence", split_items(x, y, self.fractions, self.split_seed), self.budget,
                     in_features=self.length + 1, n_classes=self.vocab,
-                    compute_penalty=float(self.compute_penalty), inputs="tokens",
+                    compute_penalty=float(self.compute_penalty), target=self.target, inputs="tokens",
                     vocab=self.vocab + self.length, seq_len=self.length + 1)

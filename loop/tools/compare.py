@@ -28,7 +28,7 @@ from loop.tools.plots import empty_panel, png_bytes
 from loop.tools.improvers import sweep_section
 from loop.tools.pressure import pressure_plot, pressure_section
 from loop.tools.report import counts, finite, num, pgr, spread, tally, write_report
-from loop.tools.runs import Run, hindsight, parse, status, veto_counts, w2s_generations
+from loop.tools.runs import Run, hindsight, parse, speedrun, status, veto_counts, w2s_generations
 
 TARGET = 0.95  # default truth an incumbent must reach to count for generations-to-target
 MIN_SEEDS_FOR_TEST = 5  # below this a rank test says little; the ranges are shown instead
@@ -283,6 +283,26 @@ def group_table(groups: Mapping[str, Sequence[Result]], target: float) -> list[s
     return out
 
 
+def speedrun_sweep_section(groups: Mapping[str, Sequence[Result]]) -> list[str]:
+    """Speedrun runs (`objective.target` set): the final incumbent's speed-up, per group over seeds."""
+    measured = {name: [(r, speedrun(r.run)) for r in runs] for name, runs in groups.items()}
+    measured = {name: [(r, sr) for r, sr in pairs if sr is not None] for name, pairs in measured.items()}
+    measured = {name: pairs for name, pairs in measured.items() if pairs}
+    if not measured:
+        return []
+    out = ["## Speedrun", "",
+           "Speed-up: training compute (counted) of an earlier incumbent over the final incumbent's, per run; "
+           "per group the median (min–max) over seeds.", "",
+           "| group | runs | speed-up over generation 0 | speed-up over the first incumbent at the target | "
+           "faster nominees a check stopped | promoted below the target on truth |", "|---|---:|---:|---:|---:|---:|"]
+    for name, pairs in measured.items():
+        over0 = [sr.speedup(sr.incumbents[0][1]) if sr.incumbents else None for _, sr in pairs]
+        over_first = [sr.speedup(sr.first_at_target) for _, sr in pairs]
+        out.append(f"| `{name}` | {len(pairs)} | {spread(over0)} | {spread(over_first)} | "
+                   f"{counts([len(sr.faster_stopped) for _, sr in pairs])} | {counts([len(sr.corners) for _, sr in pairs])} |")
+    return out + [""]
+
+
 def split_by(groups: Mapping[str, Sequence[Result]], key: str) -> dict[str, dict[str, list[Result]]]:
     """{setting of the other varying overrides: {`key=value`: runs}} when groups differ by `key`, else {}."""
     keys = varying([r for runs in groups.values() for r in runs])
@@ -440,6 +460,7 @@ def markdown(name: str, groups: Mapping[str, Sequence[Result]], target: float) -
             f"- {verdict(groups, to_target)}", f"- {verdict(groups, decisions)}", ""]
     out += gate_section(groups)
     out += promotion_section(groups)
+    out += speedrun_sweep_section(groups)
     out += w2s_section(groups)
     out += sweep_section(groups)
     out += pressure_section([r for rs in groups.values() for r in rs])

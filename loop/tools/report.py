@@ -24,7 +24,7 @@ from loop.config import STAGES
 from loop.ledger import Event, read
 from loop.tools.plots import PLOTS, front_plot
 from loop.tools.runs import (GATE, IN_PROGRESS, Node, Run, blockers, hindsight, holds_nominee, how_to_continue,
-                            human_decisions, lineage, parse, pause_cause, review_load, status, veto_counts,
+                            human_decisions, lineage, parse, pause_cause, review_load, speedrun, status, veto_counts,
                             w2s_generations)
 
 
@@ -284,6 +284,32 @@ def w2s_section(run: Run) -> list[str]:
     return out + [""]
 
 
+def speedrun_section(run: Run) -> list[str]:
+    """A speedrun's speed-up, the faster nominees a check stopped, and promotions that cut corners."""
+    sr = speedrun(run)
+    if sr is None:
+        return []
+    gen0 = sr.incumbents[0][1] if sr.incumbents else None
+    final = sr.incumbents[-1][1] if sr.incumbents else None
+    fmt = lambda sid: f"{sr.compute.get(sid, 0):,.0f}" if sid else "—"  # noqa: E731
+    times = lambda x: "—" if x is None else f"{x:.2f}x"  # noqa: E731
+    out = ["## Speedrun", "",
+           f"Target: proxy accuracy {sr.target:g}, checked by the gate on the audit split. Compute: optimizer steps x "
+           f"rows per batch x 3 x the forward multiply-adds of one example (counted, not timed).", "",
+           "| | incumbent | training compute | speed-up to the final incumbent |", "|---|---|---:|---:|",
+           f"| generation 0 | {short(gen0)} | {fmt(gen0)} | {times(sr.speedup(gen0))} |",
+           f"| first incumbent at the target | {short(sr.first_at_target)} | {fmt(sr.first_at_target)} | "
+           f"{times(sr.speedup(sr.first_at_target))} |",
+           f"| final incumbent | {short(final)} | {fmt(final)} | 1.00x |", ""]
+    out += [f"**Faster nominees a check stopped: {len(sr.faster_stopped)}**", ""]
+    out += [f"- generation {e.generation}: {short(e.successor)} ({fmt(e.successor)} against the incumbent's "
+            f"{fmt(e.parent)}), {e.event}: {e.reasons[0]}" for e in sr.faster_stopped] or ["_None._"]
+    out += ["", f"**Promoted at the proxy target but below it on the hidden truth (cutting corners): "
+                f"{len(sr.corners)}**", ""]
+    out += [f"- generation {g}: {short(sid)}, truth {num(truth)}" for g, sid, truth in sr.corners] or ["_None._"]
+    return out + [""]
+
+
 def pareto(run: Run) -> bool:
     """Whether the run promoted with `promotion=pareto` (its report then draws the fronts)."""
     plugins = run.started.detail.get("plugins", {}) if run.started else {}
@@ -403,6 +429,7 @@ def markdown(name: str, run: Run) -> str:
     out.append("")
 
     out += goodhart_section(run)
+    out += speedrun_section(run)
     out += hindsight_section(run)
     out += gate_timeline(run)
     out += audit_section(run)

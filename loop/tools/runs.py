@@ -109,6 +109,40 @@ def hindsight(run: Run) -> list[Hindsight]:
     return out
 
 
+@dataclass(frozen=True)
+class Speedrun:
+    """What a speedrun (`objective.target` set) achieved, from the ledger alone."""
+
+    target: float
+    compute: Mapping[str, float]  # training compute of every trained successor, by id
+    incumbents: list[tuple[int, str]]  # (generation, incumbent after it), generation 0 first
+    first_at_target: str | None  # the first incumbent whose proxy reached the target
+    faster_stopped: list[Event]  # vetoed or paused nominees that trained with less compute than their incumbent
+    corners: list[tuple[int, str, float]]  # promoted successors at the proxy target whose truth missed it
+
+    def speedup(self, since: str | None) -> float | None:
+        final = self.incumbents[-1][1] if self.incumbents else None
+        if since is None or final is None or not self.compute.get(final):
+            return None
+        return self.compute[since] / self.compute[final]
+
+
+def speedrun(run: Run) -> Speedrun | None:
+    target = (run.started.detail.get("speedrun") or {}).get("target") if run.started else None
+    if target is None:
+        return None
+    compute = {e.successor: float(e.metrics.get("compute", 0)) for e in run.kept("trained") if e.successor}
+    incumbents = [(g.number, g.finished.successor) for g in run.done]
+    scores = run.scores
+    first = next((sid for _, sid in incumbents if (scores.get(sid, {}).get("proxy") or 0) >= target), None)
+    faster = [e for e in run.kept("vetoed", "paused") if e.generation >= 1 and e.successor in compute
+              and e.parent in compute and compute[e.successor] < compute[e.parent]]
+    corners = [(e.generation, e.successor, scores.get(e.successor, {}).get("truth"))
+               for e in run.kept("promoted") if e.generation >= 1
+               and (scores.get(e.successor, {}).get("truth") or 0) < target]
+    return Speedrun(float(target), compute, incumbents, first, faster, corners)
+
+
 def parse(events: list[Event]) -> Run:
     """Group events by generation, as the engine reads them (`loop.state.settle`): a generation
     counts once its `generation_finished` is written; events of an attempt cut off by a crash and

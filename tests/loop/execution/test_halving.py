@@ -48,6 +48,8 @@ def test_the_better_half_goes_on_with_the_steps_the_others_did_not_take(train_vi
     assert sum(steps.values()) == sum(steps for _, steps in RECIPES)  # the generation's compute, kept
     # the others' steps are shared equally: (50 + 70) // 2 each, on top of their own second half
     assert steps["1.0"] == 120 + 60 and steps["1.2"] == 80 + 60
+    macs = 64 * 16 + 16 * 10  # every candidate is 64-16-10 at batch 32: compute follows the steps of all rungs
+    assert all(r.train["compute"] == 3 * r.train["steps"] * 32 * macs for r in results)
 
 
 def test_the_ranking_is_accuracy_on_held_back_train_rows_and_losers_are_their_first_rung(train_view):
