@@ -170,10 +170,11 @@ def status(run: Run) -> str:
         return "finished"
     pauses = run.kept("paused")
     if pauses:
-        # Paused and nothing after it but its own generation_finished (and maybe an approval):
-        # the run stopped on purpose and waits for a person, it did not crash.
+        # Paused and nothing after it but the held-out audit of its nominee, its own
+        # generation_finished (and maybe an approval): the run stopped on purpose and waits for a
+        # person, it did not crash.
         after = [e for e in run.kept() + run.human if e.seq > pauses[-1].seq]
-        if all(e.event in ("generation_finished", "approved") for e in after):
+        if all(e.event in ("audited", "generation_finished", "approved") for e in after):
             if any(e.event == "approved" for e in after):
                 return "approved, waiting to be resumed"
             return "paused awaiting approval"

@@ -371,3 +371,14 @@ def test_decisions_in_hindsight_are_the_hidden_truths_own_and_their_regret(tmp_p
            "0.1000 at most." in text
     assert "| 1 | `bbbbbbbb` | `cccccccc` | 0.1000 |" in text
     assert (tmp_path / "plots" / "front.png").is_file() and "plots/front.png" in text  # a pareto run's fronts
+
+
+def test_a_real_run_paused_by_a_tripwire_reads_as_paused_though_its_nominee_was_audited(tmp_path: Path) -> None:
+    """The held-out audit writes its `audited` event after the gate's `paused`: still a pause, not a crash."""
+    from conftest import ledger_events, run_loop
+
+    state, _ = run_loop(tmp_path, "gate.tripwires.capability_jump=0.01")  # any real gain trips it
+    assert state.paused
+    events = [e.event for e in ledger_events(tmp_path)]
+    assert events[events.index("paused") + 1] == "audited"
+    assert "| status | **paused awaiting approval** |" in write_report(tmp_path).read_text()
