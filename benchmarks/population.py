@@ -117,6 +117,8 @@ def main() -> None:
                         help="execution.dtype of batched (the anchor runs under autocast to the same dtype)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--ways", default="stacked,batched", help="which ways to time (default: stacked,batched)")
+    parser.add_argument("--chunk", type=int, default=None,
+                        help="execution.chunk of batched: most models in one population (default: the plugin's, 32)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -131,7 +133,7 @@ def main() -> None:
     split = task.view("execution", "train")["train"]
     x, y = split.x.to(device), split.y.to(device)
     shape = TaskShape(64, 10, args.steps, args.device)
-    batched = Batched(dtype=args.dtype) if args.dtype != "float32" else Batched()
+    batched = Batched(dtype=args.dtype, **({"chunk": args.chunk} if args.chunk else {}))
     dtype = getattr(torch, args.dtype)
     top = peak(device)
     print(f"{device} fp32 matmul peak {top:.0f} GFLOP/s, {torch.get_num_threads()} threads; "

@@ -70,8 +70,8 @@ def test_the_gate_vetoes_a_nominee_whose_audit_accuracy_misses_the_target():
     assert failed.reasons[:2] == ("vetoed on the correctness check (audit accuracy below the target)",
                                   "correctness check: audit accuracy 0.0000 below the target 0.9")
     assert "check/audit_accuracy" not in Probes().decide([], wrong, right, data, []).probes  # no target, no check
-    for bad in (0, 1.5, True, "0.9"):
-        with pytest.raises(ValueError, match="gate.target must be null or an accuracy in"):
+    for bad in (0, 1, 1.5, True, "0.9"):
+        with pytest.raises(ValueError, match="gate.target must be null or an accuracy strictly between 0 and 1"):
             Probes(target=bad)
 
 
@@ -92,3 +92,45 @@ def test_the_speedrun_experiment_counts_compute_and_reports_its_speed_up(tmp_pat
     text = write_report(tmp_path).read_text()
     assert "## Speedrun" in text and "| generation 0 |" in text and "**Faster nominees a check stopped:" in text
     assert state.completed >= 1
+
+
+def test_the_speedrun_readout_from_a_ledger_speed_ups_faster_nominees_stopped_and_corners_cut(tmp_path):
+    """A hand-written speedrun: B reaches the proxy target but not the truth's (a corner cut), C is faster
+    and vetoed, D is faster, paused, then approved and promoted (not 'stopped')."""
+    from loop.ledger import Ledger, read
+
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    ledger.append("run_started", 0, detail={"seed": 0, "speedrun": {"target": 0.9}, "plugins": {}})
+
+    def candidate(g: int, sid: str, proxy: float, truth: float, compute: float, parent: str | None) -> str:
+        sid = sid * 16
+        ledger.append("trained", g, successor=sid, parent=parent, metrics={"steps": 10, "parameters": 1, "compute": compute})
+        ledger.append("evaluated", g, successor=sid, parent=parent, metrics={"proxy": proxy, "truth": truth})
+        return sid
+
+    def finish(g: int, after: str, decision: str) -> None:
+        ledger.append("generation_finished", g, successor=after, detail={"decision": decision})
+
+    a = candidate(0, "a", 0.60, 0.60, 100, None)
+    ledger.append("promoted", 0, successor=a)
+    finish(0, a, "baseline")
+    b = candidate(1, "b", 0.92, 0.85, 200, a)
+    ledger.append("promoted", 1, successor=b, parent=a)
+    finish(1, b, "promoted")
+    c = candidate(2, "c", 0.91, 0.91, 50, b)
+    ledger.append("vetoed", 2, successor=c, parent=b, reasons=["vetoed on the correctness check"])
+    finish(2, b, "vetoed")
+    d = candidate(3, "d", 0.95, 0.93, 80, b)
+    ledger.append("paused", 3, successor=d, parent=b, reasons=["tripwire"], detail={"if_approved": ["ok"]})
+    finish(3, b, "paused")
+    ledger.append("approved", 3, successor=d, parent=b, detail={"by": "x", "reason": "y", "decision": "promote"})
+    ledger.append("resumed", 4)
+    ledger.append("promoted", 3, successor=d, parent=b)
+    finish(3, d, "promoted")
+    sr = speedrun(parse(read(tmp_path / "ledger.jsonl")))
+    assert sr.first_at_target == b and sr.speedup(a) == 100 / 80 and sr.speedup(b) == 200 / 80
+    assert [e.successor for e in sr.faster_stopped] == [c]
+    assert sr.corners == [(1, b, 0.85)]
+    text = write_report(tmp_path).read_text()
+    assert "| generation 0 | `aaaaaaaa` | 100 | 1.25x |" in text and "| first incumbent at the target | `bbbbbbbb` | 200 | 2.50x |" in text
+    assert "**Faster nominees a check stopped: 1**" in text and "- generation 1: `bbbbbbbb`, truth 0.8500" in text

@@ -9,10 +9,11 @@ halving, Jamieson and Talwalkar 2016; the rung structure of Hyperband). Here, wi
 2. every candidate trains for `first` (half) of its steps;
 3. the better `keep` (half) of them, by accuracy on the held-back rows (loss, then key, breaks
    ties), continue from where they stopped, with their own remaining steps plus an equal share of
-   the steps the others did not take; the others are returned as they are, after the first rung.
+   the steps the others did not take (`share_out`: never more than the budget's steps per training
+   run); the others are returned as they are, after the first rung.
 
-So the generation's optimizer steps stay what its recipes ask for, and every candidate is still
-a successor the evaluator scores (the loop decides as before). A continued candidate starts its
+So the generation's optimizer steps stay what its recipes ask for (less only where a kept
+candidate's share would pass the budget's cap), and every candidate is still a successor the evaluator scores (the loop decides as before). A continued candidate starts its
 second rung from its first rung's weights with fresh optimizer moments and its own batch order; its
 `trained` event records the steps of both rungs and whether it was kept. Candidates that learn
 from the incumbent as a teacher (`recipe.distill > 0`) train in one go: the teacher's slot of a
@@ -90,6 +91,27 @@ def as_proposed(candidate: Candidate, trained: Successor, steps: int, kept: bool
     return Successor(sid, candidate, trained.model, facts, inherited)
 
 
+def share_out(kept: Sequence[tuple[Candidate, Successor]], steps: dict[str, int], first: dict[str, int],
+              cap: int) -> dict[str, int]:
+    """Second-rung steps of each kept candidate: its own remaining steps, plus the steps the stopped
+    candidates did not take, dealt out one at a time in ranking order, never past `cap` (the
+    budget's steps per training run). What no kept candidate can take is not spent."""
+    more = {c.key: steps[c.key] - first[c.key] for c, _ in kept}
+    pool = sum(steps[key] - first[key] for key in steps if key in first) - sum(more.values())
+    while pool > 0:
+        room = [key for key in more if more[key] < cap]
+        if not room:
+            break
+        each = max(1, pool // len(room))
+        for key in room:
+            give = min(each, cap - more[key], pool)
+            more[key] += give
+            pool -= give
+            if pool == 0:
+                break
+    return more
+
+
 @dataclass
 class Halving:
     """Successive halving around another execution. Selected with `execution=halving`."""
@@ -127,11 +149,9 @@ class Halving:
                 out[c.key] = Quarantined(c, f"in the first rung of successive halving: {r.reason}")
         order = sorted(trained, key=lambda cr: (*ranking(cr[1], held), cr[0].key), reverse=True)
         kept = order[:max(1, math.ceil(len(contest) * self.keep))] if order else []
-        left = sum(steps[c.key] - first[c.key] for c in contest)
-        share = (left - sum(steps[c.key] - first[c.key] for c, _ in kept)) // max(1, len(kept))
         for c, r in order[len(kept):]:
             out[c.key] = as_proposed(c, r, r.train["steps"], False, r.inherited)
-        more = {c.key: steps[c.key] - first[c.key] + share for c, _ in kept}
+        more = share_out(kept, steps, first, task.max_steps)
         go_on = [(c, r) for c, r in kept if more[c.key] > 0]
         second = self.inner.train([continuation(r, more[c.key]) for c, r in go_on], view, task) if go_on else []
         for (c, r), r2 in zip(go_on, second):

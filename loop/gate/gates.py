@@ -117,8 +117,8 @@ class Probes:
         if isinstance(self.tripwires, Mapping):
             self.tripwires = Tripwires(**self.tripwires)
         if self.target is not None and (isinstance(self.target, bool) or not isinstance(self.target, (int, float))
-                                        or not 0 < self.target <= 1):
-            raise ValueError(f"gate.target must be null or an accuracy in (0, 1], got {self.target!r}")
+                                        or not 0 < self.target < 1):
+            raise ValueError(f"gate.target must be null or an accuracy strictly between 0 and 1, got {self.target!r}")
         if not 0 < self.alpha < 1:
             raise ValueError(f"gate.alpha must be in (0, 1), got {self.alpha!r}")
         for name in ("cumulative_factor", "tolerance_scale"):

@@ -80,7 +80,10 @@ class Lineage(GroupElite):
     own proxy: how much its line went on to gain, not how good it was. The next generation's groups
     are the genes of the promoted successor with the best such gain (ties: the latest) and `groups -
     1` perturbations of them. Only a successor whose `depth` generations have all run is credited;
-    until one has, the parent's own genes lead (as in `self_adaptive`).
+    until one has, the parent's own genes lead (as in `self_adaptive`). A caveat of the one-incumbent
+    loop: once credit exists, the descendants were made with the credited genes (and their
+    perturbations), not necessarily with the credited successor's own, so its clade gain mixes what
+    its weights and other genes produced; with a population of parents the two would separate.
     """
 
     depth: int = 3  # generations of descendants a promoted successor is credited with

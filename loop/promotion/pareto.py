@@ -4,7 +4,8 @@
 candidate and the incumbent are points on the configured objectives:
 
 - `proxy`: the evaluator's score (the objective's scalar), higher is better;
-- `compute`: parameters x optimizer steps of its training, lower is better;
+- `compute`: its training compute as execution counted it (optimizer steps x rows per batch x 3 x
+  the forward multiply-adds of one example), lower is better;
 - `parameters`: its size, lower is better;
 - `metric/<key>`: a key of the evaluator's extra metrics (`Scores.metrics`), higher is better;
   `-metric/<key>` where lower is better (e.g. `-metric/nll`).
@@ -34,8 +35,15 @@ BUILT_IN = {"proxy": +1, "compute": -1, "parameters": -1}
 
 
 def compute(s: Scored) -> float:
-    """Training compute: parameters x optimizer steps (deterministic, from the trained event)."""
-    return float(s.successor.train.get("parameters", 0)) * float(s.successor.train.get("steps", 0))
+    """Training compute as execution counted it (the `compute` fact: steps x batch x 3 x forward
+    multiply-adds); parameters x steps for a successor trained before that fact existed."""
+    return compute_of(s.successor.train)
+
+
+def compute_of(facts) -> float:
+    if facts.get("compute") is not None:
+        return float(facts["compute"])
+    return float(facts.get("parameters", 0)) * float(facts.get("steps", 0))
 
 
 def value(s: Scored, objective: str) -> float:

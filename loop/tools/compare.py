@@ -120,11 +120,12 @@ class Result:
 
     @property
     def final_compute(self) -> float | None:
-        """Parameters x optimizer steps of the final incumbent's training (from its `trained` event)."""
+        """The final incumbent's training compute (its `trained` event's `compute` fact)."""
+        from loop.promotion.pareto import compute_of
+
         last = self.run.last_finished
         trained = [e for e in self.run.kept("trained") if last and e.successor == last.successor]
-        return float(trained[0].metrics.get("parameters", 0)) * float(trained[0].metrics.get("steps", 0)) \
-            if trained else None
+        return compute_of(trained[0].metrics) if trained else None
 
     @property
     def decision_accuracy(self) -> float | None:
@@ -326,7 +327,8 @@ def promotion_section(groups: Mapping[str, Sequence[Result]]) -> list[str]:
     if not settings:
         return []
     out = ["## Promotion rules compared", "",
-           "Compute: parameters x optimizer steps of the final incumbent's training. Decision accuracy: the share "
+           "Compute: the final incumbent's training compute (steps x batch x 3 x forward multiply-adds). "
+           "Decision accuracy: the share "
            "of generations decided as the hidden truth would have (each run's report lists the others).", "",
            "| setting | promotion | seeds | final truth | final compute | decision accuracy |",
            "|---|---|---:|---:|---:|---:|"]

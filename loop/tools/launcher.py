@@ -6,7 +6,8 @@ take the runs in turn; each worker imports torch, Hydra and the loop once and th
 runs as come to it, each exactly as the basic launcher would (`hydra.core.utils.run_job`: the
 run's own config, directory, `.hydra/` files and callbacks). A run's ledger does not depend on
 which worker ran it or when (same config and seed, same ledger), so a sweep gives the same results
-either way, up to the float rounding that another thread count can give.
+either way, up to the float rounding that another torch thread count can give (the workers use
+`threads`, 1 by default, reset before every run; the basic launcher uses torch's default).
 
     rsi-loop -m experiment=quick seed=0,1,2,3 hydra/launcher=processes
     rsi-loop -m ... hydra/launcher=processes hydra.launcher.workers=4
@@ -44,8 +45,11 @@ def _start_worker(threads: int | None) -> None:
 
 
 def _run(index: int, overrides: Sequence[str], hydra_context: HydraContext, config: DictConfig,
-         task_function: TaskFunction, singletons: dict[Any, Any]) -> JobReturn:
-    """One run of the sweep, in a worker, as the basic launcher runs it in the main process."""
+         task_function: TaskFunction, singletons: dict[Any, Any], threads: int | None) -> JobReturn:
+    """One run of the sweep, in a worker, as the basic launcher runs it in the main process. The
+    worker's torch threads are reset first: a run that set its own (`execution.threads`) must not
+    change the float rounding of the runs after it on the same worker."""
+    _start_worker(threads)
     Singleton.set_state(singletons)
     setup_globals()  # Hydra's resolvers (${now:...}), left out of the state: their closures do not pickle
     sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
@@ -93,7 +97,8 @@ class ProcessesLauncher(Launcher):
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                                  initargs=(self.threads,)) as pool:
             futures = [pool.submit(_run, initial_job_idx + i, list(overrides), self.hydra_context, self.config,
-                                   self.task_function, singletons) for i, overrides in enumerate(job_overrides)]
+                                   self.task_function, singletons, self.threads)
+                       for i, overrides in enumerate(job_overrides)]
             return [f.result() for f in futures]
 
 

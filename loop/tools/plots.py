@@ -219,9 +219,9 @@ def lineage_plot(run: Run) -> bytes:
 
 
 def front_plot(run: Run) -> bytes:
-    """`promotion=pareto`: each generation's candidates on proxy against training compute (parameters x
-    steps, log scale), its front (no other candidate better on both) joined by a line, the nominee ringed."""
-    from loop.promotion.pareto import front
+    """`promotion=pareto`: each generation's candidates on proxy against training compute (counted, log
+    scale), its front (no other candidate better on both) joined by a line, the nominee ringed."""
+    from loop.promotion.pareto import compute_of, front
 
     fig = figure(8, 4.8)
     ax = fig.subplots()
@@ -232,9 +232,8 @@ def front_plot(run: Run) -> bytes:
     cmap = __import__("matplotlib").colormaps["viridis"]
     for i, g in enumerate(generations):
         trained = {e.successor: e.metrics for e in g.of("trained")}
-        points = [(float(trained.get(e.successor, {}).get("parameters", 0)) * float(
-            trained.get(e.successor, {}).get("steps", 0)), e.metrics.get("proxy"), e.successor)
-            for e in g.of("evaluated") if e.metrics.get("proxy") is not None]
+        points = [(compute_of(trained.get(e.successor, {})), e.metrics.get("proxy"), e.successor)
+                  for e in g.of("evaluated") if e.metrics.get("proxy") is not None]
         color = cmap(i / max(1, len(generations) - 1))
         ax.scatter([p[0] for p in points], [p[1] for p in points], s=14, color=color, alpha=0.5)
         on = sorted((points[j] for j in front([[p[1], -p[0]] for p in points])), key=lambda p: p[0])
@@ -245,7 +244,7 @@ def front_plot(run: Run) -> bytes:
     if all(x > 0 for line in ax.collections for x, _ in line.get_offsets()):
         ax.set_xscale("log")
     ax.set(title="Pareto fronts: proxy against training compute (red ring: the nominee)",
-           xlabel="compute (parameters x steps)", ylabel="proxy")
+           xlabel="training compute (multiply-adds)", ylabel="proxy")
     ax.legend(fontsize="x-small", ncol=2)
     place(fig, [ax])
     return png_bytes(fig)

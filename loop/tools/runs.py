@@ -82,9 +82,13 @@ class Hindsight:
     truth_chose: str
     regret: float
 
+    promoted: bool = False  # whether the loop promoted (else it kept the incumbent)
+    truth_promotes: bool = False
+
     @property
     def agrees(self) -> bool:
-        return self.chose == self.truth_chose
+        """The same successor, or the same kind of decision at no cost in truth (a tie on the truth split)."""
+        return self.chose == self.truth_chose or (self.promoted == self.truth_promotes and self.regret == 0)
 
 
 def hindsight(run: Run) -> list[Hindsight]:
@@ -104,7 +108,7 @@ def hindsight(run: Run) -> list[Hindsight]:
             value = lambda sid: truth.get(sid, incumbent if sid == before else None)  # noqa: E731
             mine, theirs = value(after), value(choice)
             regret = max(0.0, theirs - mine) if mine is not None and theirs is not None else 0.0
-            out.append(Hindsight(g.number, after, choice, regret))
+            out.append(Hindsight(g.number, after, choice, regret, after != before, choice != before))
         before = after
     return out
 
@@ -117,7 +121,8 @@ class Speedrun:
     compute: Mapping[str, float]  # training compute of every trained successor, by id
     incumbents: list[tuple[int, str]]  # (generation, incumbent after it), generation 0 first
     first_at_target: str | None  # the first incumbent whose proxy reached the target
-    faster_stopped: list[Event]  # vetoed or paused nominees that trained with less compute than their incumbent
+    faster_stopped: list[Event]  # vetoed or paused (never approved) nominees that trained with less compute than
+    # their incumbent
     corners: list[tuple[int, str, float]]  # promoted successors at the proxy target whose truth missed it
 
     def speedup(self, since: str | None) -> float | None:
@@ -135,11 +140,15 @@ def speedrun(run: Run) -> Speedrun | None:
     incumbents = [(g.number, g.finished.successor) for g in run.done]
     scores = run.scores
     first = next((sid for _, sid in incumbents if (scores.get(sid, {}).get("proxy") or 0) >= target), None)
+    promoted = {e.successor for e in run.kept("promoted")}  # a pause a person approved ends promoted
     faster = [e for e in run.kept("vetoed", "paused") if e.generation >= 1 and e.successor in compute
-              and e.parent in compute and compute[e.successor] < compute[e.parent]]
-    corners = [(e.generation, e.successor, scores.get(e.successor, {}).get("truth"))
-               for e in run.kept("promoted") if e.generation >= 1
-               and (scores.get(e.successor, {}).get("truth") or 0) < target]
+              and e.successor not in promoted and e.parent in compute and compute[e.successor] < compute[e.parent]]
+    corners = []
+    for e in run.kept("promoted"):
+        got = scores.get(e.successor, {})
+        if e.generation >= 1 and (got.get("proxy") or 0) >= target and got.get("truth") is not None \
+                and got["truth"] < target:
+            corners.append((e.generation, e.successor, got["truth"]))
     return Speedrun(float(target), compute, incumbents, first, faster, corners)
 
 

@@ -108,3 +108,15 @@ def test_bad_settings_are_refused(bad):
     settings = {"inner": Serial(), **bad}
     with pytest.raises(ValueError, match=f"execution.{next(iter(bad))}"):
         Halving(**settings)
+
+
+def test_the_steps_left_are_dealt_out_whole_and_never_past_the_budgets_cap():
+    from loop.execution.halving import share_out
+
+    kept = [(Candidate(k, candidates()[0].genome, None, 0), None) for k in ("x", "y", "z")]
+    steps = {"x": 100, "y": 100, "z": 100, "s": 100, "t": 101}
+    first = {k: 50 for k in steps}
+    more = share_out(kept, steps, first, cap=400)  # 51 + 50 left by s and t, dealt out: 34, 34, 33
+    assert sorted(more.values()) == [83, 84, 84] and sum(more.values()) == sum(v - 50 for v in steps.values())
+    capped = share_out(kept, steps, first, cap=60)  # each kept may train at most 60 steps in its second rung
+    assert capped == {"x": 60, "y": 60, "z": 60}

@@ -87,3 +87,13 @@ def test_a_real_loop_promotes_on_the_front_and_says_so(tmp_path):
     assert state.finished
     nominated = [e for e in ledger_events(tmp_path) if e.event == "nominated"]
     assert nominated and all(e.reasons[0].startswith("on the front of (proxy, compute) with ") for e in nominated)
+
+
+def test_compute_is_what_execution_counted_where_it_did():
+    from loop.promotion.pareto import compute
+
+    counted = scored("a", 0.9, 1000, 100)
+    assert compute(counted) == 100_000  # parameters x steps: a successor trained before the count existed
+    facts = {**counted.successor.train, "compute": 7_000_000}
+    with_count = Scored(Successor("a" * 4, counted.successor.candidate, None, facts), counted.scores, 0.9)
+    assert compute(with_count) == 7_000_000

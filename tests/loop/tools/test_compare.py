@@ -245,7 +245,7 @@ def test_promotion_rules_are_compared_on_truth_compute_and_decisions_paired_by_s
         events = read(run / "ledger.jsonl")
         final = [e for e in events if e.event == "generation_finished"][-1].successor
         trained = next(e for e in events if e.event == "trained" and e.successor == final)
-        return trained.metrics["parameters"] * trained.metrics["steps"]
+        return trained.metrics["compute"]
 
     diffs = [compute(sweep / str(j + 1)) - compute(sweep / str(j)) for j in (0, 2)]
     sentence = next(line for line in lines if "final compute of `promotion=pareto` minus `promotion=greedy`" in line)
@@ -254,4 +254,5 @@ def test_promotion_rules_are_compared_on_truth_compute_and_decisions_paired_by_s
     sentence = next(line for line in lines if "decision accuracy of `promotion=pareto` minus" in line)
     assert f"(2 seeds): {((accuracy[1] - accuracy[0]) + (accuracy[3] - accuracy[2])) / 2:+.4f}" in sentence
     row = next(line for line in lines if line.startswith("| `all runs` | `promotion=pareto` | 2 |"))
-    assert sorted([f"{compute(sweep / '1'):,.0f}", f"{compute(sweep / '3'):,.0f}"])[0] in row
+    low, high = sorted([compute(sweep / "1"), compute(sweep / "3")])
+    assert row.split(" | ")[4] == (f"{low:,.0f}" if low == high else f"{(low + high) / 2:,.0f} ({low:,.0f}–{high:,.0f})")

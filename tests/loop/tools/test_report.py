@@ -382,3 +382,18 @@ def test_a_real_run_paused_by_a_tripwire_reads_as_paused_though_its_nominee_was_
     events = [e.event for e in ledger_events(tmp_path)]
     assert events[events.index("paused") + 1] == "audited"
     assert "| status | **paused awaiting approval** |" in write_report(tmp_path).read_text()
+
+
+def test_a_tie_on_the_truth_split_is_the_same_decision(tmp_path: Path) -> None:
+    """The loop promoting a candidate whose truth equals truth's own pick agrees with it (regret 0)."""
+    from loop.ledger import read
+    from loop.tools.runs import hindsight, parse
+
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    for g, truths, after in ((0, {"a": 0.5}, "a"), (1, {"b": 0.7, "c": 0.7}, "c"), (2, {"d": 0.7}, "c")):
+        for sid, truth in truths.items():
+            ledger.append("evaluated", g, successor=sid * 16, metrics={"proxy": truth, "truth": truth})
+        ledger.append("generation_finished", g, successor=after * 16)
+    first, second = hindsight(parse(read(tmp_path / "ledger.jsonl")))
+    assert first.truth_chose == "b" * 16 and first.chose == "c" * 16 and first.agrees  # both promote, no regret
+    assert second.truth_chose == "c" * 16 and second.agrees  # d ties the incumbent: truth keeps it, as the loop did
