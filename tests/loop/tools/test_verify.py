@@ -322,3 +322,34 @@ def test_what_could_not_be_checked_is_said(run):
     (run / "ledger.jsonl").write_text("not a ledger line\n")
     problems, checked = verify(run)
     assert len(problems) == 1 and checked == ""
+
+
+def test_the_mined_test_bank_is_checked_rule_by_rule_against_its_bound_and_its_retirements(tmp_path):
+    """verify's `check_bank` on a hand-written bank of bound 2: a retired test frees its place; a third
+    live test at a review is over the bound; a retirement of a test not in the bank is named; a rule
+    that no longer matches its recorded sha256 is named."""
+    from loop.ledger import Ledger, canonical, read
+    from loop.tools.verify import check_bank, sha256_text
+
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+
+    def add(name: str, rule: dict, recorded: dict | None = None) -> None:
+        test = {"name": name, "rule": rule, "sha256": sha256_text(canonical(recorded or rule)), "secret": False}
+        ledger.append("test_added", 1, detail={"test": test, "bank_size": 2})
+
+    add("mined1", {"kind": "class", "label": 1})
+    add("mined2", {"kind": "class", "label": 2})
+    ledger.append("test_retired", 1, detail={"name": "mined1"})
+    add("mined3", {"kind": "class", "label": 3})
+    ledger.append("vetoed", 1, successor="n" * 16, reasons=["vetoed on 1 secret regression test"])  # 2 live: fine
+    problems: list[str] = []
+    assert check_bank(read(tmp_path / "ledger.jsonl"), problems) == ["3 mined tests"] and problems == []
+
+    add("mined4", {"kind": "class", "label": 4}, recorded={"kind": "class", "label": 5})  # rule changed after
+    ledger.append("test_retired", 1, detail={"name": "mined9"})
+    ledger.append("promoted", 1, successor="m" * 16)  # 3 live at this review
+    check_bank(read(tmp_path / "ledger.jsonl"), problems)
+    assert problems == [
+        "ledger.jsonl line 6 (test_added): mined test mined4: its rule does not match the sha256 recorded with it",
+        "ledger.jsonl line 7 (test_retired): retired test mined9 is not in the bank",
+        "ledger.jsonl line 8 (promoted): the gate reviewed with 3 mined tests, above its bound 2"]
