@@ -1,0 +1,156 @@
+"""Sweep report sections that compare arms: within each setting of the other overrides, the runs of
+one override's values side by side (gate on and off, promotion rules), paired by seed with a
+bootstrap interval (`loop.meta.utility.paired`); and the sections of runs of one kind (weak-to-strong,
+speedruns). `loop.tools.compare.markdown` puts them in the sweep's report.md."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Iterable, Mapping, Sequence
+
+from loop.tools.compare import Measure, Result, blocked_by, label, varying, verdict
+from loop.tools.report import counts, spread
+from loop.tools.runs import speedrun, w2s_generations
+
+
+def speedrun_sweep_section(groups: Mapping[str, Sequence[Result]]) -> list[str]:
+    """Speedrun runs (`objective.target` set): the final incumbent's speed-up, per group over seeds."""
+    measured = {name: [(r, speedrun(r.run)) for r in runs] for name, runs in groups.items()}
+    measured = {name: [(r, sr) for r, sr in pairs if sr is not None] for name, pairs in measured.items()}
+    measured = {name: pairs for name, pairs in measured.items() if pairs}
+    if not measured:
+        return []
+    out = ["## Speedrun", "",
+           "Speed-up: training compute (counted) of an earlier incumbent over the final incumbent's, per run; "
+           "per group the median (min–max) over seeds.", "",
+           "| group | runs | speed-up over generation 0 | speed-up over the first incumbent at the target | "
+           "faster nominees a check stopped | promoted below the target on truth |", "|---|---:|---:|---:|---:|---:|"]
+    for name, pairs in measured.items():
+        over0 = [sr.speedup(sr.incumbents[0][1]) if sr.incumbents else None for _, sr in pairs]
+        over_first = [sr.speedup(sr.first_at_target) for _, sr in pairs]
+        out.append(f"| `{name}` | {len(pairs)} | {spread(over0)} | {spread(over_first)} | "
+                   f"{counts([len(sr.faster_stopped) for _, sr in pairs])} | {counts([len(sr.corners) for _, sr in pairs])} |")
+    return out + [""]
+
+
+def split_by(groups: Mapping[str, Sequence[Result]], key: str) -> dict[str, dict[str, list[Result]]]:
+    """{setting of the other varying overrides: {`key=value`: runs}} when groups differ by `key`, else {}."""
+    keys = varying([r for runs in groups.values() for r in runs])
+    if key not in keys:
+        return {}
+    settings: dict[str, dict[str, list[Result]]] = {}
+    for runs in groups.values():
+        first = runs[0].overrides  # a group's runs share every varying override
+        rest = label(first, [k for k in keys if k != key])
+        settings.setdefault(rest, {})[label(first, [key])] = list(runs)
+    return settings
+
+
+def promotion_section(groups: Mapping[str, Sequence[Result]]) -> list[str]:
+    """Promotion rules side by side, within each setting of the other overrides, when groups differ by
+    `promotion=`: final truth, what the final incumbent cost to train, and decisions in hindsight, with
+    each rule's paired difference from the first by seed."""
+    from loop.meta.utility import paired, seed_differences
+
+    settings = split_by(groups, "promotion")
+    if not settings:
+        return []
+    out = ["## Promotion rules compared", "",
+           "Compute: the final incumbent's training compute (steps x batch x 3 x forward multiply-adds). "
+           "Decision accuracy: the share "
+           "of generations decided as the hidden truth would have (each run's report lists the others).", "",
+           "| setting | promotion | seeds | final truth | final compute | decision accuracy |",
+           "|---|---|---:|---:|---:|---:|"]
+    sentences = []
+    measures = (("final truth", lambda r: r.final("incumbent/truth")), ("final compute", lambda r: r.final_compute),
+                ("decision accuracy", lambda r: r.decision_accuracy))
+    for rest, by_rule in settings.items():
+        for rule, runs in by_rule.items():
+            out.append(f"| `{rest}` | `{rule}` | {len(runs)} | " + " | ".join(
+                spread(f(r) for r in runs) if name != "final compute" else spread_int(f(r) for r in runs)
+                for name, f in measures) + " |")
+        (first, reference), *others = by_rule.items()
+        for rule, runs in others:
+            for name, f in measures:
+                diffs = seed_differences(runs, reference, f)
+                if len(diffs) >= 2:
+                    d = paired(diffs)
+                    show = d.show() if name != "final compute" else f"{d.mean:+,.0f} [{d.low:+,.0f}, {d.high:+,.0f}]"
+                    sentences.append(f"- `{rest}`: {name} of `{rule}` minus `{first}`, paired by seed ({d.n} seeds): "
+                                     f"{show}; {beyond_noise(d)}")
+    return out + ["", *sentences, ""]
+
+
+def beyond_noise(d) -> str:
+    """A paired difference in words, without calling either direction better."""
+    return ("its interval holds 0: no difference beyond seed noise" if not d.excludes_zero
+            else f"{'higher' if d.mean > 0 else 'lower'} beyond seed noise")
+
+
+def spread_int(values: Iterable[float | None]) -> str:
+    vs = sorted(v for v in values if v is not None)
+    if not vs:
+        return "—"
+    return f"{statistics.median(vs):,.0f} ({vs[0]:,.0f}–{vs[-1]:,.0f})" if vs[0] != vs[-1] else f"{vs[0]:,.0f}"
+
+
+def gate_section(groups: Mapping[str, Sequence[Result]]) -> list[str]:
+    """Gate on vs gate off, within each setting of the other overrides, when groups differ by `gate=`."""
+    settings = split_by(groups, "gate")
+    if not settings:
+        return []
+    out = ["## Gate on vs gate off", "",
+           "Truth regret: the best truth any candidate of the run reached minus the final incumbent's truth; "
+           "a gate that vetoes good successors raises it, one that keeps out gamed ones lowers it.", "",
+           "| setting | gate | seeds | final truth | truth regret | last Goodhart gap | vetoes / pauses | "
+           "vetoed / paused by |",
+           "|---|---|---:|---:|---:|---:|---:|---|"]
+    sentences = []
+    regret = Measure("truth regret (lower is better)", lambda r: r.final("truth/regret"), higher_is_better=False)
+    for rest, by_gate in settings.items():
+        for gate, runs in by_gate.items():
+            out.append(f"| `{rest}` | `{gate}` | {len(runs)} | {spread(r.final('incumbent/truth') for r in runs)} | "
+                       f"{spread(r.final('truth/regret') for r in runs)} | "
+                       f"{spread((r.final('gap/incumbent') for r in runs), sign=True)} | "
+                       f"{counts([r.vetoes for r in runs])} / {counts([r.pauses for r in runs])} | "
+                       f"{blocked_by(runs)} |")
+        if len(by_gate) > 1:
+            sentences.append(f"- `{rest}`: {verdict(by_gate, regret)}")
+        if len(by_gate) == 2:
+            sentences += paired_regret(rest, by_gate)
+    return out + ["", *sentences, ""]
+
+
+def paired_regret(setting: str, by_gate: Mapping[str, Sequence[Result]]) -> list[str]:
+    """The second gate's truth regret and final truth minus the first's, paired by seed, with a 95%
+    bootstrap interval (`loop.meta.utility.paired`): the same seeds, so the same task draws."""
+    from loop.meta.utility import paired, seed_differences
+
+    (a, first), (b, second) = by_gate.items()
+    out = []
+    for key, name in (("truth/regret", "truth regret"), ("incumbent/truth", "final truth")):
+        diffs = seed_differences(second, first, lambda r: r.final(key))
+        if len(diffs) >= 2:
+            d = paired(diffs)
+            out.append(f"  - {name} of `{b}` minus `{a}`, paired by seed ({d.n} seeds): {d.show()}; {beyond_noise(d)}")
+    return out
+
+
+def w2s_section(groups: Mapping[str, Sequence[Result]]) -> list[str]:
+    measured = {name: [r for r in runs if w2s_generations(r.run)] for name, runs in groups.items()}
+    measured = {name: runs for name, runs in measured.items() if runs}
+    if not measured:
+        return []
+    out = ["## Weak-to-strong", "",
+           "Per run, the median over its generations; per group, the median (min–max) of those over seeds. "
+           "PGR is undefined where ceiling - weak < 0.05; such runs and generations are counted apart.", "",
+           "| group | runs | PGR | runs with PGR undefined | generations with PGR undefined | agreement | "
+           "error imitation |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, runs in measured.items():
+        undefined_gens = sum(m.get("w2s/pgr") is None for r in runs for _, m in w2s_generations(r.run))
+        total_gens = sum(len(w2s_generations(r.run)) for r in runs)
+        out.append(f"| `{name}` | {len(runs)} | {spread(r.w2s('w2s/pgr') for r in runs)} | "
+                   f"{sum(r.w2s('w2s/pgr') is None for r in runs)}/{len(runs)} | {undefined_gens}/{total_gens} | "
+                   f"{spread(r.w2s('w2s/agreement') for r in runs)} | "
+                   f"{spread(r.w2s('w2s/error_imitation') for r in runs)} |")
+    return out + [""]
