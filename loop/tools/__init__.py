@@ -2,6 +2,7 @@
 
     rsi-loop, -report, -verify, -approve   loop/tools/cli.py
     report.md of one run                   loop/tools/report.py (plots: loop/tools/plots.py)
-    report.md comparing a sweep's runs     loop/tools/compare.py
+    report.md comparing a sweep's runs     loop/tools/compare.py (its arm comparisons: loop/tools/arms.py)
+    a sweep's runs on worker processes     loop/tools/launcher.py (hydra/launcher=processes)
     checking a run directory               loop/tools/verify.py
 """
