@@ -83,10 +83,20 @@ def test_bad_settings_are_refused_with_what_is_allowed(bad, message):
 
 
 def test_a_real_loop_promotes_on_the_front_and_says_so(tmp_path):
+    """Every nominee, recomputed from the ledger: no candidate of its generation and not the incumbent
+    has at least its proxy at no more compute (with one of them strictly better)."""
     state, _ = run_loop(tmp_path, "promotion=pareto", "gate=off")
     assert state.finished
-    nominated = [e for e in ledger_events(tmp_path) if e.event == "nominated"]
+    events = ledger_events(tmp_path)
+    nominated = [e for e in events if e.event == "nominated"]
     assert nominated and all(e.reasons[0].startswith("on the front of (proxy, compute) with ") for e in nominated)
+    compute = {e.successor: e.metrics["compute"] for e in events if e.event == "trained"}
+    proxy = {e.successor: e.metrics["proxy"] for e in events if e.event == "evaluated"}
+    for e in nominated:
+        others = [x.successor for x in events if x.event == "evaluated" and x.generation == e.generation] + [e.parent]
+        mine = (proxy[e.successor], -compute[e.successor])
+        assert not any(proxy[o] >= mine[0] and -compute[o] >= mine[1] and (proxy[o], -compute[o]) != mine
+                       for o in others if o != e.successor)
 
 
 def test_compute_is_what_execution_counted_where_it_did():
