@@ -44,6 +44,14 @@ def _start_worker(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def _warm() -> None:
+    """Import what every run needs, so a worker pays it while Hydra's sweeper still checks the jobs."""
+    import importlib
+
+    for module in ("loop.engine", "loop.tools.cli", "loop.tools.report"):  # torch and the stages with them
+        importlib.import_module(module)
+
+
 def _run(index: int, overrides: Sequence[str], hydra_context: HydraContext, config: DictConfig,
          task_function: TaskFunction, singletons: dict[Any, Any], threads: int | None) -> JobReturn:
     """One run of the sweep, in a worker, as the basic launcher runs it in the main process. The
@@ -76,12 +84,23 @@ class ProcessesLauncher(Launcher):
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"hydra.launcher.threads must be null or a whole number >= 1, got {threads!r}")
         self.workers, self.threads = workers, threads
+        self.pool: ProcessPoolExecutor | None = None
+        self.warming: list = []
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        """Start the workers now: their start-up (a Python, torch, the loop) overlaps Hydra's sweeper
+        composing every job's config to check it, which it does before it launches any."""
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+        self.start()
+
+    def start(self) -> None:
+        context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch's threads
+        self.pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker,
+                                        initargs=(self.threads,))
+        self.warming = [self.pool.submit(_warm) for _ in range(self.workers)]
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None
@@ -93,13 +112,16 @@ class ProcessesLauncher(Launcher):
         for i, overrides in enumerate(job_overrides):
             log.info(f"\t#{initial_job_idx + i} : {' '.join(filter_overrides(overrides))}")
         singletons = {**Singleton.get_state(), "omegaconf_resolvers": {}}
-        context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch's threads
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                 initargs=(self.threads,)) as pool:
-            futures = [pool.submit(_run, initial_job_idx + i, list(overrides), self.hydra_context, self.config,
-                                   self.task_function, singletons, self.threads)
+        if self.pool is None:  # a later batch (hydra.sweeper.max_batch_size): workers again
+            self.start()
+        try:
+            futures = [self.pool.submit(_run, initial_job_idx + i, list(overrides), self.hydra_context, self.config,
+                                        self.task_function, singletons, self.threads)
                        for i, overrides in enumerate(job_overrides)]
             return [f.result() for f in futures]
+        finally:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = None
 
 
 def register() -> None:
