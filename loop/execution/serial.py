@@ -44,11 +44,15 @@ def make_optimizer(recipe: Mapping[str, object], params) -> torch.optim.Optimize
     return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
 
 
+def batch_rows(candidate: Candidate, rows: int) -> int:
+    """Rows per optimizer step: the recipe's batch size, at most the train split."""
+    return min(int(candidate.genome.recipe["batch_size"]), rows)
+
+
 def batch_plan(candidate: Candidate, rows: int, max_steps: int) -> torch.Tensor:
     """The train rows each step reads, (steps, batch), drawn once from the candidate's seed. Every
     execution uses it, so serial, batched and pooled training see the same batches."""
-    recipe = candidate.genome.recipe
-    steps, batch = min(int(recipe["steps"]), max_steps), min(int(recipe["batch_size"]), rows)
+    steps, batch = min(int(candidate.genome.recipe["steps"]), max_steps), batch_rows(candidate, rows)
     return torch.randint(rows, (steps, batch), generator=torch.Generator().manual_seed(candidate.seed))
 
 
@@ -126,8 +130,7 @@ def finish(candidate: Candidate, model: torch.nn.Module, x: torch.Tensor, y: tor
     sid = successor_id(candidate.genome.to_dict(), weights_of(model))
     parameters = sum(p.numel() for p in model.parameters())
     # Deterministic facts only: these go into the ledger, which must repeat run for run.
-    batch = min(int(candidate.genome.recipe.get("batch_size", len(x))), len(x))
-    compute = training_compute(model, x[:1].cpu(), steps, batch)  # the model is on the CPU by now
+    compute = training_compute(model, x[:1].cpu(), steps, batch_rows(candidate, len(x)))  # model on CPU by now
     return Successor(sid, candidate, model, {"train_loss": train_loss, "steps": steps, "parameters": parameters,
                                              "compute": compute}, inherited)
 

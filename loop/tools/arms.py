@@ -5,8 +5,7 @@ speedruns). `loop.tools.compare.markdown` puts them in the sweep's report.md."""
 
 from __future__ import annotations
 
-import statistics
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from loop.tools.compare import Measure, Result, blocked_by, label, varying, verdict
 from loop.tools.report import counts, spread
@@ -67,7 +66,7 @@ def promotion_section(groups: Mapping[str, Sequence[Result]]) -> list[str]:
     for rest, by_rule in settings.items():
         for rule, runs in by_rule.items():
             out.append(f"| `{rest}` | `{rule}` | {len(runs)} | " + " | ".join(
-                spread(f(r) for r in runs) if name != "final compute" else spread_int(f(r) for r in runs)
+                spread((f(r) for r in runs), show=(lambda v: f"{v:,.0f}") if name == "final compute" else None)
                 for name, f in measures) + " |")
         (first, reference), *others = by_rule.items()
         for rule, runs in others:
@@ -85,13 +84,6 @@ def beyond_noise(d) -> str:
     """A paired difference in words, without calling either direction better."""
     return ("its interval holds 0: no difference beyond seed noise" if not d.excludes_zero
             else f"{'higher' if d.mean > 0 else 'lower'} beyond seed noise")
-
-
-def spread_int(values: Iterable[float | None]) -> str:
-    vs = sorted(v for v in values if v is not None)
-    if not vs:
-        return "—"
-    return f"{statistics.median(vs):,.0f} ({vs[0]:,.0f}–{vs[-1]:,.0f})" if vs[0] != vs[-1] else f"{vs[0]:,.0f}"
 
 
 def gate_section(groups: Mapping[str, Sequence[Result]]) -> list[str]:

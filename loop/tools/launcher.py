@@ -107,8 +107,7 @@ class ProcessesLauncher(Launcher):
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        workers = min(self.workers, len(job_overrides)) or 1
-        log.info(f"launching {len(job_overrides)} runs on {workers} worker processes")
+        log.info(f"launching {len(job_overrides)} runs on {self.workers} worker processes")
         for i, overrides in enumerate(job_overrides):
             log.info(f"\t#{initial_job_idx + i} : {' '.join(filter_overrides(overrides))}")
         singletons = {**Singleton.get_state(), "omegaconf_resolvers": {}}

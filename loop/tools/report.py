@@ -17,7 +17,7 @@ import math
 import statistics
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from loop.checkpoints import atomic_write
 from loop.config import STAGES
@@ -88,14 +88,16 @@ def finite(values: Iterable[float | None]) -> list[float]:
     return [v for v in values if v is not None and math.isfinite(v)]
 
 
-def spread(values: Iterable[float | None], sign: bool = False) -> str:
-    """Median and (min–max) of the finite values, e.g. `0.9196 (0.9018–0.9375)`; `—` if none."""
+def spread(values: Iterable[float | None], sign: bool = False, show: Callable[[float], str] | None = None) -> str:
+    """Median and (min–max) of the finite values, e.g. `0.9196 (0.9018–0.9375)`; `—` if none. `show`
+    formats each number (default: `num`, 4 decimals)."""
     vs = finite(values)
     if not vs:
         return "—"
+    fmt = show or (lambda v: num(v, sign))
     if min(vs) == max(vs):
-        return num(vs[0], sign)
-    return f"{num(statistics.median(vs), sign)} ({num(min(vs), sign)}–{num(max(vs), sign)})"
+        return fmt(vs[0])
+    return f"{fmt(statistics.median(vs))} ({fmt(min(vs))}–{fmt(max(vs))})"
 
 
 def counts(values: Sequence[float]) -> str:
