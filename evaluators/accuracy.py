@@ -13,12 +13,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from evaluators.predict import logits
+from evaluators.probes.calibration import calibration_columns, ece
 from loop.stages import DataView, Scores
 
 
 @dataclass
 class Accuracy:
-    """Held-out accuracy. Selected with `evaluator=accuracy` (the default)."""
+    """Held-out accuracy. Selected with `evaluator=accuracy` (the default). Also reports the NLL and
+    the ECE (15 equal-width confidence bins) of the same split, as extra metrics."""
 
     split: str = "proxy"
 
@@ -26,7 +28,8 @@ class Accuracy:
         split = data[self.split]
         out = logits(model, split.x)
         accuracy = (out.argmax(1) == split.y).float().mean().item()
-        return Scores(proxy=accuracy, metrics={"nll": F.cross_entropy(out, split.y).item()})
+        calibration = ece(calibration_columns(F.log_softmax(out, 1), split.y))
+        return Scores(proxy=accuracy, metrics={"nll": F.cross_entropy(out, split.y).item(), "ece": calibration})
 
 
 @dataclass

@@ -13,7 +13,7 @@ import dataclasses
 import hashlib
 import inspect
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +30,7 @@ from loop.ledger import Event, Ledger, canonical, sha256_file
 from loop.objective.tasks import split_hash
 from loop.stages import (Candidate, Decision, Evaluator, Execution, Gate, Generator, Genome, Objective,
                          Probe, Promotion, Quarantined, Scored, Scores, Successor, Task, TaskShape, human_verdict)
-from loop.state import RunState, fold, settle
+from loop.state import RunState, counted, fold, settle
 from successors.space import SuccessorSpace
 
 if TYPE_CHECKING:
@@ -168,7 +168,7 @@ class Engine:
     def baseline(self) -> RunState:
         """Generation 0: train the successor space's initial genome; it is the first incumbent."""
         self.clock = Clock()
-        scored, quarantined = self.train_candidates(0, [self.stages.space.initial], parent=None)
+        scored, quarantined = self.train_candidates(0, [self.stages.space.initial], [None])
         if quarantined:
             raise RunError(f"the generation-0 genome could not be trained: {quarantined[0].reason}")
         self.log("promoted", 0, successor=scored[0].id, reasons=["generation-0 baseline"])
@@ -180,15 +180,13 @@ class Engine:
         baseline = self.scored(state.baseline)
 
         # generator: sees genomes, proxy scores and decisions of past generations, never data
-        rng = np.random.default_rng(derive_seed(self.seed, g, "generator"))
         with self.clock("generator"):
-            genomes = self.stages.generator.propose(incumbent.successor.genome, state.history,
-                                                    self.task.budget.candidates, rng)
+            genomes, parents = self.propose(g, incumbent, state)
 
         # execution (train split only), then the evaluator (proxy split; truth for the ledger only);
         # what judges must come out of it unchanged, or every candidate is suspect
         before = self.integrity()
-        scored, quarantined = self.train_candidates(g, genomes, parent=incumbent.id)
+        scored, quarantined = self.train_candidates(g, genomes, parents)
         changed = sorted(k for k, v in self.integrity().items() if before.get(k) != v)
         if changed:
             self.log("paused", g, parent=incumbent.id, reasons=[
@@ -237,6 +235,31 @@ class Engine:
         winner = nominee if decision.action == "promote" else incumbent
         return self.finish_generation(g, winner, scored, len(quarantined), event, nominee=nominee.id)
 
+    def propose(self, g: int, incumbent: Scored, state: RunState) -> tuple[list[Genome], list[str]]:
+        """This generation's genomes and each one's parent. The parent is the incumbent, unless the
+        promotion plugin keeps an archive (`parents(events, incumbent, n, rng)`, `promotion=map_elites`):
+        then it names one successor per candidate, and the generator is asked for children of each."""
+        n, rng = self.task.budget.candidates, np.random.default_rng(derive_seed(self.seed, g, "generator"))
+        draw = getattr(self.stages.promotion, "parents", None)
+        if draw is None:
+            return self.stages.generator.propose(incumbent.successor.genome, state.history, n, rng), [incumbent.id] * n
+        events = counted(self.events)
+        drawn = draw(events, incumbent.id, n, np.random.default_rng(derive_seed(self.seed, g, "parents")))
+        known = {e.successor for e in events if e.event == "evaluated"}
+        unknown = sorted(set(drawn) - known)
+        if len(drawn) != n or unknown:
+            raise RunError(f"{type(self.stages.promotion).__name__}.parents must name {n} successors evaluated in "
+                           f"this run, one per candidate; it named {len(drawn)}"
+                           + (f", of which not evaluated: {', '.join(map(str, unknown))}" if unknown else ""))
+        genomes, parents = [], []
+        for parent, k in Counter(drawn).items():  # in the order first drawn
+            genome = incumbent.successor.genome if parent == incumbent.id \
+                else Genome.from_dict(self.checkpoints.load_card(parent)["genome"])
+            children = self.stages.generator.propose(genome, state.history, k, rng)
+            genomes += children
+            parents += [parent] * len(children)
+        return genomes, parents
+
     def audit(self, g: int, nominee: Scored, incumbent: Scored, baseline: Scored, action: str) -> None:
         """The held-out audit of a reviewed nominee, after the gate decided: for the ledger only."""
         if self.stages.audit is None or not self.stages.audit.probes:
@@ -267,18 +290,20 @@ class Engine:
     # --- pieces of a generation ------------------------------------------------------------
 
     def train_candidates(self, g: int, genomes: Sequence[Genome],
-                         parent: str | None) -> tuple[list[Scored], list[Quarantined]]:
-        """Propose, train, checkpoint and score one generation's genomes, logging each step."""
+                         parents: Sequence[str | None]) -> tuple[list[Scored], list[Quarantined]]:
+        """Propose, train, checkpoint and score one generation's genomes (each with its parent's id),
+        logging each step."""
         candidates = [self.candidate(f"{g}.{i}", genome, parent, derive_seed(self.seed, g, i))
-                      for i, genome in enumerate(genomes)]
+                      for i, (genome, parent) in enumerate(zip(genomes, parents, strict=True))]
         for c in candidates:
-            self.log("proposed", g, parent=parent, detail={"candidate": c.key, "genome": c.genome.to_dict(),
-                                                         "seed": c.seed})
+            self.log("proposed", g, parent=c.parent, detail={"candidate": c.key, "genome": c.genome.to_dict(),
+                                                           "seed": c.seed})
         with self.clock("execution"):
             results = self.stages.execution.train(candidates, self.task.view("execution", "train"), self.shape)
         quarantined = [r for r in results if isinstance(r, Quarantined)]
         for q in quarantined:
-            self.log("quarantined", g, parent=parent, reasons=[q.reason], detail={"candidate": q.candidate.key})
+            self.log("quarantined", g, parent=q.candidate.parent, reasons=[q.reason],
+                     detail={"candidate": q.candidate.key})
         return self.score(g, [r for r in results if isinstance(r, Successor)]), quarantined
 
     def candidate(self, key: str, genome: Genome, parent: str | None, seed: int) -> Candidate:
@@ -346,10 +371,14 @@ class Engine:
             metrics |= {"best/proxy": best.scores.proxy, "best/truth": self.truth_of(best.id)}
         metrics |= goodhart_metrics(self.events, g, incumbent.id, nominee)  # for the ledger only
         metrics |= self.extra
-        seconds = self.clock.split()
+        archive = getattr(self.stages.promotion, "summary", None)  # an archive of elites (promotion=map_elites)
+        detail: dict[str, Any] = {"decision": decision}
+        if archive is not None:
+            archived, detail["archive"] = archive(counted(self.events))
+            metrics |= archived
+        seconds = detail["seconds"] = self.clock.split()  # wall time, varies run to run
         self.log("generation_finished", g, successor=incumbent.id, metrics=metrics,
-                 reasons=[f"{decision}: incumbent {incumbent.id}", *self.notes],
-                 detail={"decision": decision, "seconds": seconds})  # seconds: wall time, varies run to run
+                 reasons=[f"{decision}: incumbent {incumbent.id}", *self.notes], detail=detail)
         self.stages.tracker.log(g, {**metrics, **{f"seconds/{k}": v for k, v in seconds.items()}})
         self.say(f"gen {g:>3}/{self.task.budget.generations}  best proxy "
                  f"{best.scores.proxy if best else float('nan'):.4f}  incumbent proxy {incumbent.scores.proxy:.4f}"

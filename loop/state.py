@@ -101,6 +101,14 @@ def settle(events: Sequence[Event]) -> Settled:
     return Settled(generations, pending, abandoned, run)
 
 
+def counted(events: Sequence[Event]) -> list[Event]:
+    """The events that count so far, in ledger order: the finished generations' and the one under way
+    (not those of attempts a resume dropped, nor run-level events)."""
+    settled = settle(events)
+    return sorted([*(e for kept in settled.generations.values() for e in kept), *settled.unfinished],
+                  key=lambda e: e.seq)
+
+
 def fold(events: Sequence[Event]) -> RunState:
     settled = settle(events)
     kinds = {e.event for e in settled.run}

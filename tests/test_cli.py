@@ -253,9 +253,9 @@ def uninterrupted(tmp_path_factory):
 STOPPABLE = ["objective.budget.generations=4", "objective.budget.candidates=4", "objective.budget.steps=300"]
 
 
-def start_and_stop_in_generation_2(run_dir: Path, how: signal.Signals) -> subprocess.CompletedProcess:
+def start_and_stop_in_generation_2(run_dir: Path, how: signal.Signals, *overrides: str) -> subprocess.CompletedProcess:
     """Start a run, wait until generation 2 has trained a candidate, then send it `how`."""
-    proc = subprocess.Popen([str(BIN / "rsi-loop"), *TINY, *STOPPABLE, f"hydra.run.dir={run_dir}"], env=ENV,
+    proc = subprocess.Popen([str(BIN / "rsi-loop"), *TINY, *STOPPABLE, *overrides, f"hydra.run.dir={run_dir}"], env=ENV,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ledger, deadline = run_dir / "ledger.jsonl", time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -306,6 +306,19 @@ def test_a_run_killed_mid_generation_resumes_to_the_same_incumbent(tmp_path, uni
     assert cli("rsi-loop-verify", str(run_dir)).returncode == 0
 
 
+def test_a_killed_map_elites_run_resumes_with_the_archives_of_the_uninterrupted_run(tmp_path):
+    overrides = ["promotion=map_elites", "gate=off"]
+    run_loop(tmp_path / "whole", *STOPPABLE, *overrides)
+    killed = start_and_stop_in_generation_2(tmp_path / "killed", signal.SIGKILL, *overrides)
+    assert killed.returncode == -signal.SIGKILL
+    assert cli("rsi-loop", f"resume={tmp_path / 'killed'}").returncode == 0
+
+    def archives(run_dir):
+        return [(e.generation, e.detail["archive"]) for e in ledger_events(run_dir) if e.event == "generation_finished"]
+
+    assert len(archives(tmp_path / "killed")) == 5 and archives(tmp_path / "killed") == archives(tmp_path / "whole")
+
+
 @pytest.mark.parametrize("override,expected,code", [
     ("evaluator=nope", "Available options in 'evaluator'", 1),
     ("objective.budget.generations=-3", "budget.generations must be a whole number >= 1, got -3", 2),
@@ -322,6 +335,17 @@ def test_bad_input_is_one_clear_error_and_leaves_no_run_dir(tmp_path, override, 
     assert done.returncode == code
     assert expected in done.stderr
     assert "Traceback" not in done.stderr
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    (["promotion.descriptors.compute=[]"], "promotion.descriptors.compute has no bins"),
+    (["+promotion.descriptors.speed=[1]"], "'speed' is not a descriptor"),
+])
+def test_a_bad_archive_is_one_clear_error_and_leaves_no_run_dir(tmp_path, overrides, expected):
+    run_dir = tmp_path / "run"
+    done = cli("rsi-loop", *TINY, "promotion=map_elites", *overrides, f"hydra.run.dir={run_dir}")
+    assert done.returncode == 2 and expected in done.stderr and "Traceback" not in done.stderr
     assert not run_dir.exists()
 
 

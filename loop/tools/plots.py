@@ -250,5 +250,47 @@ def front_plot(run: Run) -> bytes:
     return png_bytes(fig)
 
 
+def bin_labels(edges: Sequence[float]) -> list[str]:
+    """How a person reads a descriptor's bins: "< 1e+07", "1e+07-2e+07", ">= 4e+07"."""
+    if not edges:
+        return ["all"]
+    return [f"< {edges[0]:.3g}", *(f"{a:.3g}-{b:.3g}" for a, b in zip(edges, edges[1:])), f">= {edges[-1]:.3g}"]
+
+
+def archive_plot(run: Run) -> bytes:
+    """`promotion=map_elites`: the last archive as a heatmap of its elites' proxy over the first two
+    descriptors (a cell of more descriptors shows the best of the elites it folds), with coverage and
+    QD-score in the title."""
+    from loop.tools.runs import archive
+
+    fig = figure(7, 5)
+    ax = fig.subplots()
+    found = archive(run)
+    if not found:
+        empty_panel(ax, "no archive recorded yet")
+        return png_bytes(fig)
+    names = list(found["descriptors"])[:2]
+    edges = [found["descriptors"][n] for n in names] + [[]] * (2 - len(names))
+    grid = [[math.nan] * (len(edges[0]) + 1) for _ in range(len(edges[1]) + 1)]
+    for key, elite in found["elites"].items():
+        cell = [int(i) for i in key.split(",")] + [0]
+        x, y = cell[0], cell[1] if len(names) > 1 else 0
+        grid[y][x] = elite["proxy"] if math.isnan(grid[y][x]) else max(grid[y][x], elite["proxy"])
+    image = ax.imshow(grid, origin="lower", cmap="viridis", aspect="auto")
+    for y, row in enumerate(grid):
+        for x, value in enumerate(row):
+            if not math.isnan(value):
+                ax.text(x, y, f"{value:.3f}", ha="center", va="center", fontsize="small", color="white")
+    ax.set_xticks(range(len(grid[0])), bin_labels(edges[0]), fontsize="small")
+    ax.set_yticks(range(len(grid)), bin_labels(edges[1]), fontsize="small")
+    metrics = run.last_finished.metrics if run.last_finished else {}
+    ax.set(xlabel=names[0], ylabel=names[1] if len(names) > 1 else "",
+           title=f"Archive of elites (proxy): coverage {metrics.get('archive/coverage', math.nan):.0%}, "
+                 f"QD-score {metrics.get('archive/qd_score', math.nan):.3f}")
+    fig.colorbar(image, ax=ax, label="elite proxy")
+    place(fig, [ax])
+    return png_bytes(fig)
+
+
 PLOTS = {"scores.png": scores_plot, "goodhart.png": goodhart_plot, "gate.png": gate_plot,
          "lineage.png": lineage_plot}

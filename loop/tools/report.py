@@ -22,8 +22,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from loop.checkpoints import atomic_write
 from loop.config import STAGES
 from loop.ledger import Event, read
-from loop.tools.plots import PLOTS, front_plot
-from loop.tools.runs import (GATE, IN_PROGRESS, Node, Run, blockers, hindsight, holds_nominee, how_to_continue,
+from loop.tools.plots import PLOTS, archive_plot, front_plot
+from loop.tools.runs import (GATE, IN_PROGRESS, Node, Run, archive, blockers, hindsight, holds_nominee, how_to_continue,
                             human_decisions, lineage, parse, pause_cause, review_load, speedrun, status, veto_counts,
                             w2s_generations)
 
@@ -318,6 +318,28 @@ def pareto(run: Run) -> bool:
     return str(plugins.get("promotion", "")).endswith("pareto.Pareto")
 
 
+def archive_section(run: Run) -> list[str]:
+    """`promotion=map_elites`: coverage and QD-score per generation, and the last archive's elites."""
+    found = archive(run)
+    if found is None:
+        return []
+    names = list(found["descriptors"])
+    out = ["## Archive of elites (quality-diversity)", "",
+           f"Each cell of {' x '.join(f'`{n}`' for n in names)} keeps its best successor by score; candidates are "
+           f"bred from the incumbent or from elites. Coverage: filled cells of all cells; QD-score: the sum of the "
+           f"elites' proxies.", "", "![the archive as a heatmap](plots/archive.png)", "",
+           "| gen | elites | coverage | QD-score |", "|---:|---:|---:|---:|"]
+    out += [f"| {g.number} | {int(g.finished.metrics.get('archive/elites', 0))} | "
+            f"{g.finished.metrics.get('archive/coverage', 0):.1%} | {num(g.finished.metrics.get('archive/qd_score'))} |"
+            for g in run.done if "archive/elites" in g.finished.metrics]
+    out += ["", "| cell | " + " | ".join(f"`{n}`" for n in names) + " | elite | generation | proxy |",
+            "|---|" + "---:|" * len(names) + "---|---:|---:|"]
+    for key, elite in found["elites"].items():
+        out.append(f"| {key} | " + " | ".join(f"{v:.4g}" for v in elite["values"])
+                   + f" | {short(elite['successor'])} | {elite['generation']} | {num(elite['proxy'])} |")
+    return out + [""]
+
+
 def hindsight_section(run: Run) -> list[str]:
     """Every decision against the one the hidden truth would have made (`loop.tools.runs.hindsight`)."""
     decisions = hindsight(run)
@@ -432,6 +454,7 @@ def markdown(name: str, run: Run) -> str:
 
     out += goodhart_section(run)
     out += speedrun_section(run)
+    out += archive_section(run)
     out += hindsight_section(run)
     out += gate_timeline(run)
     out += audit_section(run)
@@ -486,6 +509,8 @@ def write_report(run_dir: Path | str, run: Run | None = None) -> Path:
         atomic_write(run_dir / "plots" / name, plot(run))
     if pareto(run):
         atomic_write(run_dir / "plots" / "front.png", front_plot(run))
+    if archive(run) is not None:
+        atomic_write(run_dir / "plots" / "archive.png", archive_plot(run))
     report = run_dir / "report.md"
     atomic_write(report, markdown(run_dir.resolve().name, run).encode("utf-8"))
     return report

@@ -71,6 +71,13 @@ class Run:
         return {e.successor: e.metrics for e in self.kept("evaluated") if e.successor}
 
 
+def archive(run: Run) -> dict | None:
+    """The last recorded archive of elites (`promotion=map_elites`: `detail.archive` of each
+    `generation_finished`), or None for a run without one."""
+    last = next((g.finished for g in reversed(run.done) if "archive" in g.finished.detail), None)
+    return last.detail["archive"] if last else None
+
+
 @dataclass(frozen=True)
 class Hindsight:
     """One generation's decision against the one the hidden truth would have made: truth promotes
