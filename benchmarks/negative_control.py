@@ -9,12 +9,16 @@ metric's paired difference is printed with the 95% bootstrap interval the sweep 
 (`loop.meta.utility.paired`). A metric is a key of the last `generation_finished` (e.g.
 `truth/regret`, `incumbent/truth`), `audit_slip_share` (the share of promotions that regress on
 the held-out audit), `final_compute` (parameters x steps of the final incumbent) or
-`decision_accuracy` (the share of generations decided as the hidden truth would have). The intervals should hold 0: if they do not, seed noise alone makes arms look
+`decision_accuracy` (the share of generations decided as the hidden truth would have), or, for
+runs that measured error inheritance, `truth_drift`, `self_confirmation_index` and
+`error_inheritance_excess` (`loop.tools.runs.self_confirmation`). The intervals should hold 0: if they do not, seed noise alone makes arms look
 different and the arm comparison is not to be trusted.
 
     rsi-loop -m experiment=gate_pressure hydra.sweep.dir=multirun/pressure
     rsi-loop -m experiment=gate_pressure gate=probes seed=5,6,7,8,9 hydra.sweep.dir=multirun/pressure_neg
     python benchmarks/negative_control.py multirun/pressure multirun/pressure_neg --where gate=probes
+    python benchmarks/negative_control.py multirun/me multirun/me --where promotion=map_elites \\
+        --seeds 0,1,2,3,4 --other-seeds 5,6,7,8,9    # one sweep of 10 seeds, halves against each other
 """
 
 from __future__ import annotations
@@ -27,18 +31,22 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def arms(sweep: Path, where: dict[str, str]) -> dict[str, list]:
-    """{setting: runs in seed order} of the runs matching `where`; the setting names the other overrides."""
+def arms(sweep: Path, where: dict[str, str], seeds: list[str] | None = None) -> dict[str, list]:
+    """{setting: runs in seed order} of the runs matching `where` (and among `seeds`, if given); the
+    setting names the other overrides."""
     from loop.tools.compare import load
 
     out: dict[str, list] = {}
     for r in load(sweep):
-        if all(r.overrides.get(k) == v for k, v in where.items()):
+        if all(r.overrides.get(k) == v for k, v in where.items()) and (seeds is None or r.seed in seeds):
             setting = " ".join(f"{k}={v}" for k, v in sorted(r.overrides.items()) if k not in ("seed", *where))
             out.setdefault(setting or "all runs", []).append(r)
     for runs in out.values():
         runs.sort(key=lambda r: int(r.seed) if r.seed.isdigit() else r.seed)
     return out
+
+
+SELF_CONFIRMATION = {"truth_drift": "drift", "self_confirmation_index": "index", "error_inheritance_excess": "excess"}
 
 
 def value(result, metric: str) -> float | None:
@@ -48,6 +56,10 @@ def value(result, metric: str) -> float | None:
         return rung_of(result.seed, result.run).slip_rate
     if metric in ("final_compute", "decision_accuracy"):  # what the sweep report's promotion section compares
         return getattr(result, metric)
+    if metric in SELF_CONFIRMATION:  # what its "Who judges" section compares (experiment=self_confirming)
+        from loop.tools.runs import self_confirmation
+
+        return getattr(self_confirmation(result.run), SELF_CONFIRMATION[metric], None)
     return result.final(metric)
 
 
@@ -59,10 +71,13 @@ def main() -> None:
     parser.add_argument("other", type=Path)
     parser.add_argument("--where", action="append", default=[], help="key=value the runs must have overridden")
     parser.add_argument("--metric", action="append", default=[])
+    parser.add_argument("--seeds", help="only these seeds of SWEEP (comma-separated), e.g. 0,1,2,3,4")
+    parser.add_argument("--other-seeds", help="only these seeds of OTHER: with --seeds, one sweep can be both sides")
     args = parser.parse_args()
     where = dict(w.split("=", 1) for w in args.where)
     metrics = args.metric or ["truth/regret", "incumbent/truth"]
-    first, second = arms(args.sweep, where), arms(args.other, where)
+    first = arms(args.sweep, where, args.seeds.split(",") if args.seeds else None)
+    second = arms(args.other, where, args.other_seeds.split(",") if args.other_seeds else None)
     print(f"negative control: {args.sweep} against {args.other} ({' '.join(args.where) or 'all runs'}), "
           "paired in seed order; mean [95% bootstrap interval] (pairs)")
     for setting in sorted(set(first) & set(second)):

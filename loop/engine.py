@@ -25,7 +25,7 @@ from loop.checkpoints import Checkpoints
 from loop.config import ConfigError
 from loop.goodhart import goodhart_metrics
 from loop.execution.inherit import distill_weight, uses_parent
-from loop.w2s import ceiling_genome, w2s_metrics
+from loop.w2s import ceiling_genome, error_inheritance, w2s_metrics
 from loop.ledger import Event, Ledger, canonical, sha256_file
 from loop.objective.tasks import split_hash
 from loop.stages import (Candidate, Decision, Evaluator, Execution, Gate, Generator, Genome, Objective,
@@ -34,6 +34,8 @@ from loop.state import RunState, counted, fold, settle
 from successors.space import SuccessorSpace
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from loop.gate.audit import Audit
 
 
@@ -93,6 +95,12 @@ class Clock:
                 "other": round(total - sum(self.seconds.values()), 4), "total": round(total, 4)}
 
 
+def judges(evaluator: object) -> bool:
+    """Whether an evaluator scores by another model's answers: its `evaluate` takes a `judge`."""
+    evaluate = getattr(evaluator, "evaluate", None)
+    return evaluate is not None and "judge" in inspect.signature(evaluate).parameters
+
+
 def parts_of(plugin: object) -> list[object]:
     """A plugin and the dataclass plugins nested in its fields (a gate's probes, a human gate's checks)."""
     found = [plugin]
@@ -123,6 +131,9 @@ class Engine:
         self.events: list[Event] = []
         self.clock = Clock()
         self.weak_to_strong = bool(config.get("weak_to_strong", False))  # measure PGR (loop/w2s.py)
+        self.error_inheritance = bool(config.get("error_inheritance", False))  # and errors shared with the parent
+        # an evaluator that scores by another model's answers (evaluators/judge.py) names who judges
+        self.judged_by = getattr(stages.evaluator, "judge", None) if judges(stages.evaluator) else None
         self.extra: dict[str, float] = {}  # this generation's measurements for the ledger only
         self.notes: list[str] = []  # and what they show, for generation_finished's reasons
 
@@ -186,7 +197,8 @@ class Engine:
         # execution (train split only), then the evaluator (proxy split; truth for the ledger only);
         # what judges must come out of it unchanged, or every candidate is suspect
         before = self.integrity()
-        scored, quarantined = self.train_candidates(g, genomes, parents)
+        judge = (incumbent if self.judged_by == "incumbent" else baseline).successor.model if self.judged_by else None
+        scored, quarantined = self.train_candidates(g, genomes, parents, judge)
         changed = sorted(k for k, v in self.integrity().items() if before.get(k) != v)
         if changed:
             self.log("paused", g, parent=incumbent.id, reasons=[
@@ -289,10 +301,10 @@ class Engine:
 
     # --- pieces of a generation ------------------------------------------------------------
 
-    def train_candidates(self, g: int, genomes: Sequence[Genome],
-                         parents: Sequence[str | None]) -> tuple[list[Scored], list[Quarantined]]:
+    def train_candidates(self, g: int, genomes: Sequence[Genome], parents: Sequence[str | None],
+                         judge: "nn.Module | None" = None) -> tuple[list[Scored], list[Quarantined]]:
         """Propose, train, checkpoint and score one generation's genomes (each with its parent's id),
-        logging each step."""
+        logging each step. `judge`: the model a judging evaluator scores by (None: each its own)."""
         candidates = [self.candidate(f"{g}.{i}", genome, parent, derive_seed(self.seed, g, i))
                       for i, (genome, parent) in enumerate(zip(genomes, parents, strict=True))]
         for c in candidates:
@@ -304,7 +316,7 @@ class Engine:
         for q in quarantined:
             self.log("quarantined", g, parent=q.candidate.parent, reasons=[q.reason],
                      detail={"candidate": q.candidate.key})
-        return self.score(g, [r for r in results if isinstance(r, Successor)]), quarantined
+        return self.score(g, [r for r in results if isinstance(r, Successor)], judge), quarantined
 
     def candidate(self, key: str, genome: Genome, parent: str | None, seed: int) -> Candidate:
         """A candidate; it carries the incumbent's genome and weights only if its genome inherits
@@ -334,18 +346,25 @@ class Engine:
         self.extra |= metrics
         self.notes.append(f"{note}; student {student.id}")
 
-    def score(self, g: int, trained: Sequence[Successor]) -> list[Scored]:
+    def score(self, g: int, trained: Sequence[Successor], judge: "nn.Module | None" = None) -> list[Scored]:
         """Checkpoint each trained successor, then score it with the proxy and the hidden truth."""
-        scored = []
+        scored, parents = [], {}
         for s in trained:
             with self.clock("checkpoints"):
                 weights_sha = self.checkpoints.save_weights(s.id, s.model)
             self.log("trained", g, successor=s.id, parent=s.candidate.parent, metrics=s.train,
                      detail={"candidate": s.candidate.key, "weights_sha256": weights_sha, "inherited": s.inherited})
             with self.clock("evaluator"):
-                scores = self.stages.evaluator.evaluate(s.model, self.task.view("evaluator", "proxy"))
+                view = self.task.view("evaluator", "proxy")
+                scores = self.stages.evaluator.evaluate(s.model, view, judge=judge or s.model) if self.judged_by \
+                    else self.stages.evaluator.evaluate(s.model, view)
             with self.clock("truth"):
                 truth = self.stages.truth.evaluate(s.model, self.task.view("truth", "truth"))
+                if self.error_inheritance and s.candidate.parent is not None:
+                    parent = s.candidate.parent
+                    parents.setdefault(parent, self.scored(parent).successor.model)
+                    truth = Scores(truth.proxy, {**truth.metrics, **{k.removeprefix("truth/"): v for k, v in
+                                   error_inheritance(s.model, parents[parent], self.task.splits["truth"]).items()}})
             score = self.task.score(scores.proxy, s.parameters, s.train.get("compute"))
             metrics = {"proxy": scores.proxy, "truth": truth.proxy, "score": score,
                        **{f"proxy/{k}": v for k, v in scores.metrics.items()},

@@ -44,6 +44,18 @@ def w2s_metrics(teacher: nn.Module, student: nn.Module, ceiling: nn.Module, trut
                      f"error imitation {metrics['w2s/error_imitation']:.2f}")
 
 
+def error_inheritance(child: nn.Module, parent: nn.Module, truth: Split) -> dict[str, float]:
+    """Does a successor repeat its parent's mistakes? On the truth split: how often it is wrong
+    (`truth/error_base`) and how often it is wrong where its parent is (`truth/error_inheritance`;
+    left out when the parent is never wrong). Inheritance well above the base rate: errors carried
+    down the lineage rather than independent ones (`error_inheritance: true`, experiment=self_confirming)."""
+    child_wrong, parent_wrong = ((logits(m, truth.x).argmax(1) != truth.y) for m in (child, parent))
+    metrics = {"truth/error_base": child_wrong.float().mean().item()}
+    if parent_wrong.any():
+        metrics["truth/error_inheritance"] = child_wrong[parent_wrong].float().mean().item()
+    return metrics
+
+
 def ceiling_genome(genome):
     """The student's twin trained on the gold labels: the same genome without the teacher."""
     return genome.replace(recipe={"distill": 0.0})

@@ -328,6 +328,8 @@ def test_a_killed_map_elites_run_resumes_with_the_archives_of_the_uninterrupted_
     ("device=tpu", "device='tpu'", 2),
     ("successor=transformer", "successor=transformer cannot take objective=digits", 2),
     ("weak_to_strong=maybe", "weak_to_strong must be true or false", 2),
+    ("error_inheritance=1", "error_inheritance must be true or false, got 1", 2),
+    ("+truth={_target_: evaluators.judge.Judge}", "the hidden truth has no incumbent or baseline to judge by", 2),
 ])
 def test_bad_input_is_one_clear_error_and_leaves_no_run_dir(tmp_path, override, expected, code):
     run_dir = tmp_path / "run"

@@ -80,6 +80,44 @@ def promotion_section(groups: Mapping[str, Sequence[Result]]) -> list[str]:
     return out + ["", *sentences, ""]
 
 
+def judge_section(groups: Mapping[str, Sequence[Result]]) -> list[str]:
+    """Who judges (`evaluator=`), within each setting of the other overrides, for runs that measured error
+    inheritance (experiment=self_confirming): truth drift from generation 0, the self-confirmation index
+    and error inheritance above the base rate, each judge's paired difference from `evaluator=accuracy`
+    (the independent, labelled one) where it ran, else from the first."""
+    from loop.meta.utility import paired, seed_differences
+    from loop.tools.runs import self_confirmation
+
+    settings = split_by(groups, "evaluator")
+    if not any(self_confirmation(r.run) for by in settings.values() for runs in by.values() for r in runs):
+        return []
+    measures = (("truth drift", lambda r: getattr(self_confirmation(r.run), "drift", None)),
+                ("self-confirmation index", lambda r: getattr(self_confirmation(r.run), "index", None)),
+                ("error inheritance above the base rate", lambda r: getattr(self_confirmation(r.run), "excess", None)))
+    out = ["## Who judges: self-confirmation", "",
+           "Truth drift: the final incumbent's truth minus generation 0's. Self-confirmation index: the final "
+           "incumbent's proxy (its judge's score) minus its truth. Error inheritance: P(a successor is wrong on a "
+           "truth item | its parent is wrong on it), over every successor of the run, minus the base rate P(wrong).",
+           "", "| setting | evaluator | seeds | " + " | ".join(name for name, _ in measures) + " |",
+           "|---|---|---:|---:|---:|---:|"]
+    sentences = []
+    for rest, by_judge in settings.items():
+        for judge, runs in by_judge.items():
+            out.append(f"| `{rest}` | `{judge}` | {len(runs)} | "
+                       + " | ".join(spread((f(r) for r in runs), sign=True) for _, f in measures) + " |")
+        reference = next((k for k in by_judge if k == "evaluator=accuracy"), next(iter(by_judge)))
+        for judge, runs in by_judge.items():
+            if judge == reference:
+                continue
+            for name, f in measures:
+                diffs = seed_differences(runs, by_judge[reference], f)
+                if len(diffs) >= 2:
+                    d = paired(diffs)
+                    sentences.append(f"- `{rest}`: {name} of `{judge}` minus `{reference}`, paired by seed "
+                                     f"({d.n} seeds): {d.show()}; {beyond_noise(d)}")
+    return out + ["", *sentences, ""]
+
+
 def beyond_noise(d) -> str:
     """A paired difference in words, without calling either direction better."""
     return ("its interval holds 0: no difference beyond seed noise" if not d.excludes_zero

@@ -56,15 +56,16 @@ def resolve_device(requested: str) -> str:
 
 def build_stages(cfg: DictConfig):
     """Check and instantiate every stage; any problem is one `ConfigError`."""
-    from loop.engine import Stages
+    from loop.engine import Stages, judges
     from evaluators.accuracy import Accuracy
 
     check_targets(cfg)
     seed = cfg.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be a whole number >= 0, got {seed!r}")
-    if not isinstance(cfg.get("weak_to_strong", False), bool):
-        raise ConfigError(f"weak_to_strong must be true or false, got {cfg.get('weak_to_strong')!r}")
+    for flag in ("weak_to_strong", "error_inheritance"):
+        if not isinstance(cfg.get(flag, False), bool):
+            raise ConfigError(f"{flag} must be true or false, got {cfg.get(flag)!r}")
     for key in (*STAGES, "successor", "tracker"):
         if key not in cfg:
             raise ConfigError(f"the config has no {key!r} group; choose one with `{key}=<name>`")
@@ -72,6 +73,10 @@ def build_stages(cfg: DictConfig):
     built = {key: instantiate(cfg[key], key) for key in STAGES if key != "generator"}
     built["generator"] = instantiate(cfg.generator, "generator", space=space)
     truth = instantiate(cfg.truth, "truth") if cfg.get("truth") is not None else Accuracy(split="truth")
+    if judges(truth):
+        raise ConfigError(f"truth: {type(truth).__name__} scores by a judge model's answers, and the hidden truth has no "
+                          f"incumbent or baseline to judge by; it must be independent of the loop (an evaluator "
+                          f"with gold labels, e.g. evaluators.accuracy.Accuracy on the truth split)")
     audit = instantiate(cfg.audit, "audit") if cfg.get("audit") is not None else None
     return Stages(**built, truth=truth, space=space, tracker=instantiate(cfg.tracker, "tracker"), audit=audit)
 

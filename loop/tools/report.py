@@ -24,8 +24,8 @@ from loop.config import STAGES
 from loop.ledger import Event, read
 from loop.tools.plots import PLOTS, archive_plot, front_plot
 from loop.tools.runs import (GATE, IN_PROGRESS, Node, Run, archive, blockers, hindsight, holds_nominee, how_to_continue,
-                            human_decisions, lineage, parse, pause_cause, review_load, speedrun, status, veto_counts,
-                            w2s_generations)
+                            human_decisions, lineage, parse, pause_cause, review_load, self_confirmation, speedrun,
+                            status, veto_counts, w2s_generations)
 
 
 def num(x: Any, sign: bool = False) -> str:
@@ -340,6 +340,30 @@ def archive_section(run: Run) -> list[str]:
     return out + [""]
 
 
+def self_confirmation_section(run: Run) -> list[str]:
+    """Error inheritance and the self-confirmation index per generation (`error_inheritance: true`)."""
+    found = self_confirmation(run)
+    if found is None:
+        return []
+    out = ["## Self-confirmation and error inheritance", "",
+           "Self-confirmation index: the incumbent's proxy (what its judge said) minus its hidden truth. Error "
+           "inheritance: P(a successor is wrong on a truth item | its parent is wrong on it), against the base rate "
+           "P(it is wrong); well above the base rate, errors are carried down the lineage.", "",
+           f"Over the run: truth drift from generation 0 {num(found.drift, sign=True)}; final self-confirmation index "
+           f"{num(found.index, sign=True)}; error inheritance {num(found.inheritance)} against a base rate of "
+           f"{num(found.base)} ({found.successors} successors).", "",
+           "| gen | incumbent proxy | incumbent truth | self-confirmation index | error inheritance | base rate |",
+           "|---:|---:|---:|---:|---:|---:|"]
+    for g in run.done:
+        m = g.finished.metrics
+        rows = [e.metrics for e in g.of("evaluated") if e.metrics.get("truth/error_inheritance") is not None]
+        mean = (lambda key: sum(r[key] for r in rows) / len(rows)) if rows else (lambda key: None)
+        out.append(f"| {g.number} | {num(m.get('incumbent/proxy'))} | {num(m.get('incumbent/truth'))} | "
+                   f"{num(m.get('incumbent/proxy', 0) - m.get('incumbent/truth', 0), sign=True)} | "
+                   f"{num(mean('truth/error_inheritance'))} | {num(mean('truth/error_base'))} |")
+    return out + [""]
+
+
 def hindsight_section(run: Run) -> list[str]:
     """Every decision against the one the hidden truth would have made (`loop.tools.runs.hindsight`)."""
     decisions = hindsight(run)
@@ -455,6 +479,7 @@ def markdown(name: str, run: Run) -> str:
     out += goodhart_section(run)
     out += speedrun_section(run)
     out += archive_section(run)
+    out += self_confirmation_section(run)
     out += hindsight_section(run)
     out += gate_timeline(run)
     out += audit_section(run)

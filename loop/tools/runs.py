@@ -79,6 +79,36 @@ def archive(run: Run) -> dict | None:
 
 
 @dataclass(frozen=True)
+class SelfConfirmation:
+    """Who judged, and what it did to the truth (`error_inheritance: true`, experiment=self_confirming).
+    All from the ledger: the incumbents' proxy and truth, and each evaluated successor's errors on the
+    truth split against its parent's (`truth/error_inheritance`, `truth/error_base`)."""
+
+    drift: float  # the final incumbent's truth minus generation 0's
+    index: float  # the self-confirmation index: the final incumbent's proxy (its judge's score) minus its truth
+    inheritance: float  # mean over successors: P(wrong | its parent wrong) on the truth split
+    base: float  # mean over the same successors: P(wrong)
+    successors: int  # how many successors the means are over
+
+    @property
+    def excess(self) -> float:
+        """Error inheritance above the base rate: errors carried down the lineage, not independent ones."""
+        return self.inheritance - self.base
+
+
+def self_confirmation(run: Run) -> SelfConfirmation | None:
+    """The run's self-confirmation measures; None when it measured no error inheritance."""
+    pairs = [(e.metrics["truth/error_inheritance"], e.metrics["truth/error_base"]) for e in run.kept("evaluated")
+             if e.metrics.get("truth/error_inheritance") is not None and e.metrics.get("truth/error_base") is not None]
+    last, base = run.last_finished, run.baseline_id
+    if not pairs or last is None or base is None:
+        return None
+    truth = last.metrics["incumbent/truth"]
+    return SelfConfirmation(truth - run.scores[base]["truth"], last.metrics["incumbent/proxy"] - truth,
+                            sum(p[0] for p in pairs) / len(pairs), sum(p[1] for p in pairs) / len(pairs), len(pairs))
+
+
+@dataclass(frozen=True)
 class Hindsight:
     """One generation's decision against the one the hidden truth would have made: truth promotes
     the candidate with the highest truth if it beats the incumbent's truth, and otherwise keeps the

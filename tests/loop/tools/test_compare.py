@@ -256,3 +256,37 @@ def test_promotion_rules_are_compared_on_truth_compute_and_decisions_paired_by_s
     row = next(line for line in lines if line.startswith("| `all runs` | `promotion=pareto` | 2 |"))
     low, high = sorted([compute(sweep / "1"), compute(sweep / "3")])
     assert row.split(" | ")[4] == (f"{low:,.0f}" if low == high else f"{(low + high) / 2:,.0f} ({low:,.0f}–{high:,.0f})")
+
+
+def test_judges_are_compared_on_drift_self_confirmation_and_error_inheritance(tmp_path: Path) -> None:
+    """Real runs of evaluator=self_judge and =accuracy on 2 seeds with error inheritance measured; the sweep
+    section's and the run report's numbers recomputed from the ledgers."""
+    from conftest import run_loop
+    from loop.tools.report import write_report
+
+    sweep, job = tmp_path / "sweep", 0
+    for seed in (0, 1):
+        for judge in ("self_judge", "accuracy"):
+            run = sweep / str(job)
+            run_loop(run, f"evaluator={judge}", f"seed={seed}", "gate=off", "error_inheritance=true")
+            (run / ".hydra" / "overrides.yaml").write_text(f"- evaluator={judge}\n- seed={seed}\n")
+            job += 1
+
+    def measures(run: Path) -> tuple[float, float, float]:
+        events = read(run / "ledger.jsonl")
+        truth = {e.successor: e.metrics["truth"] for e in events if e.event == "evaluated"}
+        finished = [e for e in events if e.event == "generation_finished"]
+        rows = [e.metrics for e in events if e.event == "evaluated" and e.parent is not None]
+        excess = sum(m["truth/error_inheritance"] - m["truth/error_base"] for m in rows) / len(rows)
+        final = finished[-1]
+        return (truth[final.successor] - truth[finished[0].successor],
+                final.metrics["incumbent/proxy"] - final.metrics["incumbent/truth"], excess)
+
+    lines = section(markdown("sweep", group(load(sweep)), 0.95), "Who judges: self-confirmation").splitlines()
+    for i, name in enumerate(("truth drift", "self-confirmation index", "error inheritance above the base rate")):
+        d = [measures(sweep / str(j))[i] - measures(sweep / str(j + 1))[i] for j in (0, 2)]
+        sentence = next(line for line in lines if f"{name} of `evaluator=self_judge` minus `evaluator=accuracy`" in line)
+        assert f"paired by seed (2 seeds): {sum(d) / 2:+.4f} [" in sentence
+    report = write_report(sweep / "0").read_text()
+    drift, index, _ = measures(sweep / "0")
+    assert f"truth drift from generation 0 {drift:+.4f}; final self-confirmation index {index:+.4f}" in report
