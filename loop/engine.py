@@ -36,6 +36,7 @@ from successors.space import SuccessorSpace
 if TYPE_CHECKING:
     from torch import nn
 
+    from loop.contamination import Twin
     from loop.gate.audit import Audit
 
 
@@ -60,6 +61,7 @@ class Stages:
     space: SuccessorSpace  # the successor family, its generation-0 genome and gene bounds
     tracker: Any
     audit: Audit | None = None  # held-out probe families run on every reviewed nominee, ledger only
+    contamination: Twin | None = None  # each successor against a private twin of the held-out splits
 
 
 def derive_seed(*parts: object) -> int:
@@ -229,9 +231,8 @@ class Engine:
                      reasons=[*nomination.reasons, *([f"fallback {review} of {reviews - 1} after a veto"]
                                                      if review else [])])
             with self.clock("gate"):
-                decision: Decision = self.stages.gate.review(nominee, incumbent, baseline,
-                                                             self.task.view("gate", "probe", "audit", "proxy"),
-                                                             state.history)
+                decision: Decision = self.contaminated(nominee) or self.stages.gate.review(
+                    nominee, incumbent, baseline, self.task.view("gate", "probe", "audit", "proxy"), state.history)
             for note in decision.notes:  # a gate's own records (mined tests): ledger only, never read back
                 self.log(note.event, g, successor=nominee.id, parent=incumbent.id, metrics=dict(note.metrics),
                          reasons=list(note.reasons), detail=dict(note.detail) or None)
@@ -271,6 +272,19 @@ class Engine:
             genomes += children
             parents += [parent] * len(children)
         return genomes, parents
+
+    def contaminated(self, nominee: Scored) -> Decision | None:
+        """A veto for a nominee the contamination check flagged (`contamination.veto: true`), else None."""
+        check = self.stages.contamination
+        if check is None or not check.veto:
+            return None
+        m = self.evaluated(nominee.id).metrics
+        if not m.get("contamination/flag"):
+            return None
+        return Decision("veto", {"contamination/gap": m["contamination/gap"], "contamination/z": m["contamination/z"]},
+                        (f"contamination: {m['contamination/gap']:+.3f} more accurate on the public audit and probe "
+                         f"items than on their private twin, {m['contamination/z']:.1f} standard errors "
+                         f"(threshold {check.threshold:g}): trained on evaluation items",))
 
     def audit(self, g: int, nominee: Scored, incumbent: Scored, baseline: Scored, action: str) -> None:
         """The held-out audit of a reviewed nominee, after the gate decided: for the ledger only."""
@@ -348,7 +362,7 @@ class Engine:
 
     def score(self, g: int, trained: Sequence[Successor], judge: "nn.Module | None" = None) -> list[Scored]:
         """Checkpoint each trained successor, then score it with the proxy and the hidden truth."""
-        scored, parents = [], {}
+        scored, parents = [], {}  # parents: the models of this generation's parents, loaded once
         for s in trained:
             with self.clock("checkpoints"):
                 weights_sha = self.checkpoints.save_weights(s.id, s.model)
@@ -360,15 +374,10 @@ class Engine:
                     else self.stages.evaluator.evaluate(s.model, view)
             with self.clock("truth"):
                 truth = self.stages.truth.evaluate(s.model, self.task.view("truth", "truth"))
-                if self.error_inheritance and s.candidate.parent is not None:
-                    parent = s.candidate.parent
-                    parents.setdefault(parent, self.scored(parent).successor.model)
-                    truth = Scores(truth.proxy, {**truth.metrics, **{k.removeprefix("truth/"): v for k, v in
-                                   error_inheritance(s.model, parents[parent], self.task.splits["truth"]).items()}})
             score = self.task.score(scores.proxy, s.parameters, s.train.get("compute"))
             metrics = {"proxy": scores.proxy, "truth": truth.proxy, "score": score,
                        **{f"proxy/{k}": v for k, v in scores.metrics.items()},
-                       **{f"truth/{k}": v for k, v in truth.metrics.items()}}
+                       **{f"truth/{k}": v for k, v in truth.metrics.items()}, **self.measures(s, parents)}
             with self.clock("checkpoints"):
                 card_sha = self.checkpoints.save_card(s.id, {
                     "id": s.id, "generation": g, "candidate": s.candidate.key, "parent": s.candidate.parent,
@@ -379,6 +388,22 @@ class Engine:
                      detail={"candidate": s.candidate.key, "card_sha256": card_sha})
             scored.append(Scored(s, scores, score))
         return scored
+
+    def measures(self, s: Successor, parents: dict[str, "nn.Module"]) -> dict[str, float]:
+        """What the ledger records of a successor beside its scores, where configured: the errors it
+        shares with its parent (`error_inheritance: true`, truth split) and its accuracy against a
+        private twin of the held-out splits (`contamination=twin`)."""
+        found: dict[str, float] = {}
+        if self.error_inheritance and s.candidate.parent is not None:
+            with self.clock("truth"):
+                parent = s.candidate.parent
+                parents.setdefault(parent, self.scored(parent).successor.model)
+                found |= error_inheritance(s.model, parents[parent], self.task.splits["truth"])
+        if self.stages.contamination is not None:
+            with self.clock("contamination"):
+                found |= {f"contamination/{k}": v
+                          for k, v in self.stages.contamination.measure(s.model, self.task.splits).items()}
+        return found
 
     def finish_generation(self, g: int, incumbent: Scored, scored: Sequence[Scored], quarantined: int,
                           decision: str, nominee: str | None = None) -> RunState:
@@ -436,7 +461,8 @@ class Engine:
         """Hashes of what judges: the code and settings of the evaluators, the gate and its probes,
         and the data they read. Taken before and after each generation's candidates."""
         judges = [self.stages.evaluator, self.stages.truth, *parts_of(self.stages.gate),
-                  *(parts_of(self.stages.audit) if self.stages.audit is not None else [])]
+                  *(parts_of(self.stages.audit) if self.stages.audit is not None else []),
+                  *([self.stages.contamination] if self.stages.contamination is not None else [])]
         digest = {f"code/{type(j).__module__}": code_hash(j) for j in judges}
         digest |= {f"data/{name}": split_hash(self.task.splits[name]) for name in ("proxy", "audit", "probe", "truth")}
         digest["thresholds"] = hashlib.sha256("\n".join(repr(j) for j in judges).encode()).hexdigest()
@@ -466,6 +492,10 @@ class Engine:
         if s.audit is not None and s.audit.probes:  # an audit with nothing to run judges nothing
             hashes["code/audit"] = code_hash(s.audit)
             plugins["audit"] = f"{type(s.audit).__module__}.{type(s.audit).__qualname__}"
+        if s.contamination is not None:  # the private twin's items are hashed, never its key
+            hashes["code/contamination"] = code_hash(s.contamination)
+            plugins["contamination"] = f"{type(s.contamination).__module__}.{type(s.contamination).__qualname__}"
+            hashes |= {f"twin/{name}": split_hash(split) for name, split in s.contamination.twins.items()}
         return {"seed": self.seed, "config_sha256": hashlib.sha256(canonical(self.config).encode()).hexdigest(),
                 "hashes": hashes, "budget": {"generations": self.task.budget.generations,
                                              "candidates": self.task.budget.candidates,

@@ -12,7 +12,7 @@ from conftest import CONFIGS, TINY, compose_config
 from loop.tools.cli import build_stages
 from loop.config import STAGES, instantiate
 
-PLUGIN_GROUPS = (*STAGES, "successor", "tracker", "audit")
+PLUGIN_GROUPS = (*STAGES, "successor", "tracker", "audit", "contamination")
 OPTIONS = [(group, path.stem) for group in PLUGIN_GROUPS for path in sorted((CONFIGS / group).glob("*.yaml"))]
 EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
 

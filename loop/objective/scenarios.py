@@ -10,8 +10,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from loop.objective.tasks import Digits
+from typing import TYPE_CHECKING
+
+from loop.objective.tasks import Digits, Generated, _check_count, split_items
 from loop.stages import Split, Task
+
+if TYPE_CHECKING:
+    import torch
 
 MARKED = ("train", "proxy")  # the biased source; audit, probe and truth stay clean
 
@@ -62,3 +67,67 @@ class DigitsShortcut(Digits):
             x[chosen] = watermark(split.x[chosen], y[chosen])
             splits[name] = Split(x, y)
         return dataclasses.replace(task, name="digits_shortcut", splits=splits)
+
+
+def benchmark_items(data_seed: int, items: int, features: int = 64, informative: int = 10, classes: int = 10,
+                    separation: float = 1.2, sample_seed: int | None = None) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """A public benchmark anyone can regenerate: a mixture of two Gaussian clusters per class in
+    `informative` dimensions, seen through a fixed random linear map into `features` dimensions plus
+    noise. `data_seed` fixes the distribution (the clusters and the map); `sample_seed` (default:
+    `data_seed`) draws the items, so another sample seed draws fresh items of the same distribution."""
+    import numpy as np
+    import torch
+
+    world = np.random.default_rng(data_seed)
+    centres = world.normal(0.0, separation, size=(classes, 2, informative))
+    mixing = world.normal(0.0, 1.0 / np.sqrt(informative), size=(informative, features))
+    draw = np.random.default_rng(data_seed if sample_seed is None else sample_seed)
+    y = draw.integers(0, classes, size=items)
+    z = centres[y, draw.integers(0, 2, size=items)] + draw.normal(0.0, 1.0, size=(items, informative))
+    x = z @ mixing + draw.normal(0.0, 0.3, size=(items, features))
+    return torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.long)
+
+
+@dataclass
+class PublicBenchmark(Generated):
+    """A benchmark whose every item is public: anyone with its generator and `data_seed` can rebuild
+    all of it, evaluation and truth items included (`benchmark_items`). What `objective=digits` is
+    too (scikit-learn ships its items), with one difference that makes contamination measurable: the
+    lab can draw a *private twin* of its held-out splits, fresh items of the same distribution that
+    no public copy holds, from a key kept outside the run directory (`twin`; GSM1k's construction
+    for GSM8k, Zhang et al. 2024). Selected with `objective=public_benchmark` (experiment=gaming_contamination)."""
+
+    data_seed: int = 0  # public: the benchmark's generator seed (its distribution and its items)
+    items: int = 3000
+    features: int = 64
+    informative: int = 10
+    classes: int = 10
+    separation: float = 1.2  # distance of the cluster centres: an honest MLP reaches about 0.8 accuracy
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key, low in (("data_seed", 0), ("items", 100), ("features", 1), ("informative", 1), ("classes", 2)):
+            _check_count(key, getattr(self, key), low)
+
+    def generator(self) -> dict[str, int | float]:
+        """What `benchmark_items` needs to rebuild the public items (all of it is public)."""
+        return {"data_seed": self.data_seed, "items": self.items, "features": self.features,
+                "informative": self.informative, "classes": self.classes, "separation": self.separation}
+
+    def prepare(self) -> Task:
+        x, y = benchmark_items(**self.generator())
+        return Task("public_benchmark", split_items(x, y, self.fractions, self.split_seed), self.budget,
+                    in_features=self.features, n_classes=self.classes, compute_penalty=float(self.compute_penalty),
+                    target=self.target)
+
+    def twin(self, key: bytes, sizes: dict[str, int]) -> dict[str, Split]:
+        """A private twin per named split: as many fresh items of the same distribution, drawn with a
+        seed that only `key` determines (HMAC-SHA256 of the split's name), so no public copy holds them."""
+        import hashlib
+        import hmac
+
+        twins = {}
+        for name, n in sizes.items():
+            seed = int.from_bytes(hmac.new(key, f"twin/{name}".encode(), hashlib.sha256).digest()[:8], "big")
+            twins[name] = Split(*benchmark_items(**{**self.generator(), "items": n}, sample_seed=seed))
+        return twins

@@ -118,6 +118,33 @@ def judge_section(groups: Mapping[str, Sequence[Result]]) -> list[str]:
     return out + ["", *sentences, ""]
 
 
+def contamination_section(groups: Mapping[str, Sequence[Result]]) -> list[str]:
+    """Runs measured against a private twin (`contamination=twin`), per group over seeds: what was flagged
+    and promoted, and the final incumbent's truth against its truth on the private twin."""
+    from loop.tools.runs import contamination
+
+    measured = {name: [(r, contamination(r.run)) for r in runs] for name, runs in groups.items()}
+    measured = {name: [(r, c) for r, c in pairs if c is not None] for name, pairs in measured.items()}
+    measured = {name: pairs for name, pairs in measured.items() if pairs}
+    if not measured:
+        return []
+    out = ["## Contamination", "",
+           "Per group over seeds: successors flagged (more accurate on the public audit and probe items than on their "
+           "private twin beyond the threshold), flagged ones promoted, final incumbents flagged, the highest z of any "
+           "successor, and the final incumbent's truth minus its accuracy on the truth split's private twin.", "",
+           "| group | runs | flagged / measured | flagged promoted | final incumbent flagged | highest z | "
+           "final truth | final truth twin | truth minus twin |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, pairs in measured.items():
+        finals = [c.final.metrics for _, c in pairs if c.final is not None]
+        out.append(f"| `{name}` | {len(pairs)} | {sum(len(c.flagged) for _, c in pairs)} / "
+                   f"{sum(len(c.measured) for _, c in pairs)} | {sum(len(c.promoted) for _, c in pairs)} | "
+                   f"{sum(bool(m.get('contamination/flag')) for m in finals)} of {len(finals)} | "
+                   f"{max(c.max_z for _, c in pairs):.2f} | {spread(m.get('truth') for m in finals)} | "
+                   f"{spread(m.get('contamination/truth_twin') for m in finals)} | "
+                   f"{spread((m.get('contamination/truth_gap') for m in finals), sign=True)} |")
+    return out + [""]
+
+
 def beyond_noise(d) -> str:
     """A paired difference in words, without calling either direction better."""
     return ("its interval holds 0: no difference beyond seed noise" if not d.excludes_zero

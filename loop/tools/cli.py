@@ -78,7 +78,9 @@ def build_stages(cfg: DictConfig):
                           f"incumbent or baseline to judge by; it must be independent of the loop (an evaluator "
                           f"with gold labels, e.g. evaluators.accuracy.Accuracy on the truth split)")
     audit = instantiate(cfg.audit, "audit") if cfg.get("audit") is not None else None
-    return Stages(**built, truth=truth, space=space, tracker=instantiate(cfg.tracker, "tracker"), audit=audit)
+    contamination = instantiate(cfg.contamination, "contamination") if cfg.get("contamination") is not None else None
+    return Stages(**built, truth=truth, space=space, tracker=instantiate(cfg.tracker, "tracker"), audit=audit,
+                  contamination=contamination)
 
 
 class RunPaused(RuntimeError):
@@ -160,6 +162,11 @@ def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, say: Ca
         except ValueError as err:
             raise ConfigError(str(err)) from None
     stages, task, device, config = prepare(cfg)
+    if stages.contamination is not None:  # the key is read and the private twin drawn before anything is written
+        try:
+            stages.contamination.prepare(stages.objective, run_dir)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     run_dir.mkdir(parents=True, exist_ok=True)
     with collector_frozen(freeze), writer_lock(run_dir):  # one writer per run: two resumes cannot interleave
         events = events_to_resume(run_dir, say) if resume else ()

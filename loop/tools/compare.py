@@ -317,11 +317,13 @@ def markdown(name: str, groups: Mapping[str, Sequence[Result]], target: float) -
                         higher_is_better=True)
     out += ["## Which group did better", "", f"- {verdict(groups, final_truth)}",
             f"- {verdict(groups, to_target)}", f"- {verdict(groups, decisions)}", ""]
-    from loop.tools.arms import gate_section, judge_section, promotion_section, speedrun_sweep_section, w2s_section
+    from loop.tools.arms import (contamination_section, gate_section, judge_section, promotion_section,
+                                 speedrun_sweep_section, w2s_section)
 
     out += gate_section(groups)
     out += promotion_section(groups)
     out += judge_section(groups)
+    out += contamination_section(groups)
     out += speedrun_sweep_section(groups)
     out += w2s_section(groups)
     out += sweep_section(groups)

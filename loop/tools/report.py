@@ -23,9 +23,9 @@ from loop.checkpoints import atomic_write
 from loop.config import STAGES
 from loop.ledger import Event, read
 from loop.tools.plots import PLOTS, archive_plot, front_plot
-from loop.tools.runs import (GATE, IN_PROGRESS, Node, Run, archive, blockers, hindsight, holds_nominee, how_to_continue,
-                            human_decisions, lineage, parse, pause_cause, review_load, self_confirmation, speedrun,
-                            status, veto_counts, w2s_generations)
+from loop.tools.runs import (GATE, IN_PROGRESS, Node, Run, archive, blockers, contamination, hindsight,
+                            holds_nominee, how_to_continue, human_decisions, lineage, parse, pause_cause, review_load,
+                            self_confirmation, speedrun, status, veto_counts, w2s_generations)
 
 
 def num(x: Any, sign: bool = False) -> str:
@@ -340,6 +340,33 @@ def archive_section(run: Run) -> list[str]:
     return out + [""]
 
 
+def contamination_section(run: Run) -> list[str]:
+    """Successors measured against a private twin of the held-out splits (`contamination=twin`)."""
+    found = contamination(run)
+    if found is None:
+        return []
+    final = found.final.metrics if found.final else {}
+    out = ["## Contamination", "",
+           "Each successor's accuracy on the gate's public audit and probe items minus its accuracy on their "
+           "private twin (fresh items of the same distribution, drawn with a key kept outside the run directory): "
+           "a model trained on evaluation items scores higher on the public ones. Flagged: more than the "
+           "threshold's standard errors above 0.", "",
+           f"**{len(found.flagged)} of {len(found.measured)} successors flagged as contaminated**; "
+           f"{len(found.promoted)} of them promoted, {len(found.vetoed)} vetoed. "
+           f"Final incumbent: {'**contaminated**' if final.get('contamination/flag') else 'not flagged'} "
+           f"(gap {num(final.get('contamination/gap'), sign=True)}, z {num(final.get('contamination/z'))}); its "
+           f"truth {num(found.final.metrics.get('truth') if found.final else None)} against "
+           f"{num(final.get('contamination/truth_twin'))} on the truth split's private twin.", ""]
+    if found.flagged:
+        out += ["| gen | successor | gap | z | truth | truth twin | decision |", "|---:|---|---:|---:|---:|---:|---|"]
+        fate = {e.successor: e.event for e in run.kept(*GATE) if e.generation >= 1}
+        out += [f"| {e.generation} | {short(e.successor)} | {num(e.metrics['contamination/gap'], sign=True)} | "
+                f"{num(e.metrics['contamination/z'])} | {num(e.metrics.get('truth'))} | "
+                f"{num(e.metrics.get('contamination/truth_twin'))} | {fate.get(e.successor, '—')} |"
+                for e in found.flagged]
+    return out + [""]
+
+
 def self_confirmation_section(run: Run) -> list[str]:
     """Error inheritance and the self-confirmation index per generation (`error_inheritance: true`)."""
     found = self_confirmation(run)
@@ -479,6 +506,7 @@ def markdown(name: str, run: Run) -> str:
     out += goodhart_section(run)
     out += speedrun_section(run)
     out += archive_section(run)
+    out += contamination_section(run)
     out += self_confirmation_section(run)
     out += hindsight_section(run)
     out += gate_timeline(run)

@@ -79,6 +79,35 @@ def archive(run: Run) -> dict | None:
 
 
 @dataclass(frozen=True)
+class Contamination:
+    """What the private twin said of a run's successors (`contamination=twin`, loop/contamination.py)."""
+
+    measured: list[Event]  # every evaluated successor's event, with its contamination/* metrics
+    flagged: list[Event]  # those flagged (z above the threshold)
+    promoted: list[str]  # flagged successors the loop promoted
+    vetoed: list[str]  # flagged nominees vetoed (by the check, or by the gate)
+    final: Event | None  # the final incumbent's evaluated event
+
+    @property
+    def max_z(self) -> float:
+        return max(e.metrics["contamination/z"] for e in self.measured)
+
+
+def contamination(run: Run) -> Contamination | None:
+    """The run's contamination measurements; None when it took none."""
+    measured = [e for e in run.kept("evaluated") if "contamination/z" in e.metrics]
+    if not measured:
+        return None
+    flagged = [e for e in measured if e.metrics.get("contamination/flag")]
+    ids = {e.successor for e in flagged}
+    promoted = [e.successor for e in run.kept("promoted") if e.generation >= 1 and e.successor in ids]
+    vetoed = [e.successor for e in run.kept("vetoed") if e.successor in ids]
+    last = run.last_finished
+    final = next((e for e in reversed(measured) if last is not None and e.successor == last.successor), None)
+    return Contamination(measured, flagged, promoted, vetoed, final)
+
+
+@dataclass(frozen=True)
 class SelfConfirmation:
     """Who judged, and what it did to the truth (`error_inheritance: true`, experiment=self_confirming).
     All from the ledger: the incumbents' proxy and truth, and each evaluated successor's errors on the

@@ -206,8 +206,8 @@ def source_file(qualified: str, prefixes: tuple[str, ...]) -> Path | None:
 
 
 def check_code(config: dict[str, Any], started: Event, hashes: dict[str, Any], problems: list[str]) -> list[str]:
-    """Source files of the evaluator, gate, truth evaluator and held-out audit against the hashes
-    recorded at start.
+    """Source files of the evaluator, gate, truth evaluator, held-out audit and contamination check
+    against the hashes recorded at start.
     A file that cannot be found here (a user's module not on the path) is left unchecked, and so is
     a plugin that has moved to another module since the run started (`loop.config.MOVED`): the file
     that was hashed no longer exists, so there is nothing to compare it with."""
@@ -215,7 +215,7 @@ def check_code(config: dict[str, Any], started: Event, hashes: dict[str, Any], p
 
     plugins = started.detail.get("plugins") or {}
     classes = {"evaluator": plugins.get("evaluator"), "gate": plugins.get("gate"), "truth": plugins.get("truth", TRUTH),
-               "audit": plugins.get("audit")}
+               "audit": plugins.get("audit"), "contamination": plugins.get("contamination")}
     prefixes, n, moved = _allowed(config), 0, []
     for stage, qualified in classes.items():
         expected = hashes.get(f"code/{stage}")
