@@ -64,7 +64,7 @@ def test_python_dash_m_loop_and_hydra_flags_work():
     shown = cli(sys.executable, "-m", "loop", "--cfg", "job", "evaluator=likelihood")
     assert shown.returncode == 0 and "evaluators.accuracy.Likelihood" in shown.stdout
     helped = cli("rsi-loop", "--help")
-    assert helped.returncode == 0 and "evaluator: accuracy, confidence, exploitable, likelihood" in helped.stdout
+    assert helped.returncode == 0 and "evaluator: accuracy, confidence, exploitable, frozen_judge, likelihood" in helped.stdout
     assert "generator: bandit, credit, crossover, fixed, lineage, mutate, self_adaptive" in helped.stdout
     assert "hydra" not in helped.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
     overridden = cli("rsi-loop", "gate=off", "--help")  # the config shown is the one composed

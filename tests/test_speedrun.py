@@ -134,3 +134,22 @@ def test_the_speedrun_readout_from_a_ledger_speed_ups_faster_nominees_stopped_an
     text = write_report(tmp_path).read_text()
     assert "| generation 0 | `aaaaaaaa` | 100 | 1.25x |" in text and "| first incumbent at the target | `bbbbbbbb` | 200 | 2.50x |" in text
     assert "**Faster nominees a check stopped: 1**" in text and "- generation 1: `bbbbbbbb`, truth 0.8500" in text
+
+
+@pytest.mark.parametrize("gate", ["probes", "strict", "human", "growing", "off"])
+def test_every_gate_takes_the_speedruns_correctness_check_or_refuses_it_by_name(gate):
+    """experiment=speedrun sets gate.target: the probe gates hold it, the gates that wrap them pass it to
+    their checks, and gate=off, which runs none, refuses it with what to do instead."""
+    from conftest import compose_config
+    from loop.config import ConfigError
+    from loop.tools.cli import build_stages
+
+    cfg = compose_config("tracker=none", "experiment=speedrun", f"gate={gate}")
+    if gate == "off":
+        with pytest.raises(ConfigError, match=r"gate=off runs no checks, so it cannot hold the correctness check "
+                                              r"gate.target=0.9 .* or drop the check with ~gate.target"):
+            build_stages(cfg)
+        assert build_stages(compose_config("tracker=none", "experiment=speedrun", "gate=off", "~gate.target"))
+        return
+    built = build_stages(cfg).gate
+    assert getattr(built, "checks", built).target == 0.9

@@ -15,6 +15,7 @@ before the run starts (`check_task`), never mid-run.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import json
 import sys
@@ -30,6 +31,14 @@ from loop.stages import DataView, Decision, Past, Probe, Readout, Scored, TaskSh
 @dataclass
 class Off:
     """No oversight: every nominee is promoted. Selected with `gate=off`."""
+
+    target: float | None = None  # refused: no checks run, so there is none to hold (experiment=speedrun sets it)
+
+    def __post_init__(self) -> None:
+        if self.target is not None:
+            raise ValueError(f"gate=off runs no checks, so it cannot hold the correctness check gate.target="
+                             f"{self.target!r} (experiment=speedrun sets it); use gate=probes, strict, human or "
+                             f"growing, or drop the check with ~gate.target")
 
     def review(self, nominee: Scored, incumbent: Scored, baseline: Scored, data: DataView,
                history: Sequence[Past]) -> Decision:
@@ -219,6 +228,14 @@ class Probes:
         return Decision(action, metrics, tuple(reasons))
 
 
+def with_target(checks: "Probes | Mapping", target: float | None) -> "Probes":
+    """The probe checks of a gate that wraps them (gate=human, gate=growing), with `target` (a speedrun's
+    correctness check, set on the gate by experiment=speedrun) where one is given."""
+    if isinstance(checks, Mapping):
+        checks = Probes(**checks)
+    return dataclasses.replace(checks, target=target) if target is not None else checks
+
+
 @dataclass
 class Human:
     """The probe gate, then a person approves every promotion. Selected with `gate=human`.
@@ -233,6 +250,10 @@ class Human:
     timeout_s: float = 0.0  # how long an unattended run waits for the approval file
     poll_s: float = 1.0
     interactive: bool | None = None  # None: ask at the terminal when stdin is one
+    target: float | None = None  # the checks' correctness check, where a config sets it on the gate (speedrun)
+
+    def __post_init__(self) -> None:
+        self.checks = with_target(self.checks, self.target)
 
     def check_task(self, shape: TaskShape) -> None:
         self.checks.check_task(shape)

@@ -30,7 +30,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from loop.gate.gates import Probes, Test
+from loop.gate.gates import Probes, Test, with_target
 from loop.gate.paired import accuracy_regression
 from loop.gate.paired import holm
 from loop.ledger import Event, canonical, sha256_text
@@ -85,6 +85,7 @@ class Growing:
     patch: int = 3
     epsilons: list = field(default_factory=lambda: [0.05, 0.15])
     seed: int = 0
+    target: float | None = None  # the checks' correctness check, where a config sets it on the gate (speedrun)
     bank: list = field(default_factory=list, init=False, repr=False)  # live tests: rule, name, secret, fired, runs, ...
     added: int = field(default=0, init=False, repr=False)  # tests mined so far (numbers them)
     _inputs: str = field(default="features", init=False, repr=False)
@@ -92,8 +93,7 @@ class Growing:
     _cache: dict = field(default_factory=dict, init=False, repr=False)  # k-means centres, a rule's inputs, 0/1 items
 
     def __post_init__(self) -> None:
-        if isinstance(self.checks, Mapping):
-            self.checks = Probes(**self.checks)
+        self.checks = with_target(self.checks, self.target)
         for name in ("bank_size", "per_review", "min_items", "secret_every", "clusters", "patch"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
