@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from loop.tools.compare import Measure, Result, blocked_by, label, varying, verdict
-from loop.tools.report import counts, spread
+from loop.tools.fmt import counts, spread
 from loop.tools.runs import speedrun, w2s_generations
 
 

@@ -27,7 +27,8 @@ from loop.ledger import LedgerError, read
 from loop.tools.plots import empty_panel, png_bytes
 from loop.tools.improvers import sweep_section
 from loop.tools.pressure import pressure_plot, pressure_section
-from loop.tools.report import counts, finite, num, pgr, spread, tally, write_report
+from loop.tools.fmt import counts, finite, num, pgr, spread, tally
+from loop.tools.report import write_report
 from loop.tools.runs import Run, hindsight, parse, status, veto_counts, w2s_generations
 
 TARGET = 0.95  # default truth an incumbent must reach to count for generations-to-target

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 from loop.ledger import Event
-from loop.tools.report import counts, finite, num, short
+from loop.tools.fmt import counts, finite, num, short
 from loop.tools.runs import Run
 
 if TYPE_CHECKING:
