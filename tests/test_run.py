@@ -460,3 +460,29 @@ def test_the_gate_records_the_audit_gap_as_proxy_minus_audit_accuracy(finished_r
         with torch.no_grad():
             accuracy = float((model.eval()(audit.x).argmax(1) == audit.y).float().mean())
         assert e.metrics["tripwire/audit_gap"] == pytest.approx(proxy[e.successor] - accuracy, abs=2e-6)
+
+
+def test_the_ledger_records_what_it_was_told_and_the_tracker_each_generation(tmp_path, monkeypatch):
+    """The run_started budget is the configured one, key for key; run_finished carries the final incumbent's
+    proxy and truth and the baseline's truth as the evaluated events hold them; every trained and evaluated
+    event names its candidate's parent; the tracker receives each generation's number with its metrics."""
+    from loop.tracker.trackers import NoTracker
+
+    logged: list[tuple[int, dict]] = []
+    monkeypatch.setattr(NoTracker, "log", lambda self, g, metrics: logged.append((g, dict(metrics))))
+    state, _ = run_loop(tmp_path, "objective.budget.generations=2", "objective.budget.candidates=2",
+                        "objective.budget.steps=40", "gate=off")
+    events = ledger_events(tmp_path)
+    assert events[0].detail["budget"] == {"generations": 2, "candidates": 2, "steps": 40}
+    evaluated = {e.successor: e.metrics for e in events if e.event == "evaluated"}
+    finished = events[-1]
+    assert finished.event == "run_finished" and finished.metrics == {
+        "incumbent/proxy": evaluated[state.incumbent]["proxy"], "incumbent/truth": evaluated[state.incumbent]["truth"],
+        "baseline/truth": evaluated[state.baseline]["truth"]}
+    parents = {(e.generation, e.detail["candidate"]): e.parent for e in events if e.event == "proposed"}
+    for e in (e for e in events if e.event in ("trained", "evaluated")):
+        assert e.parent == parents[(e.generation, e.detail["candidate"])]
+    assert any(e.parent is not None for e in events if e.event == "trained")
+    generation_finished = [e for e in events if e.event == "generation_finished"]
+    assert [g for g, _ in logged] == [e.generation for e in generation_finished] == [0, 1, 2]
+    assert all(m["incumbent/truth"] == e.metrics["incumbent/truth"] for (_, m), e in zip(logged, generation_finished))
