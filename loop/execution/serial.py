@@ -119,7 +119,7 @@ def training_compute(model: torch.nn.Module, x: torch.Tensor, steps: int, batch:
 
 
 def finish(candidate: Candidate, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-           steps: int, inherited: str = "scratch") -> Successor:
+           steps: int, inherited: str) -> Successor:
     """Check a trained model and make it a Successor: its final train loss, id, size and training compute."""
     model.eval()
     with torch.no_grad():

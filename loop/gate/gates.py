@@ -133,6 +133,9 @@ class Probes:
         for name in ("cumulative_factor", "tolerance_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"gate.{name} must be > 0, got {getattr(self, name)!r}")
+        if isinstance(self.bootstrap_rounds, bool) or not isinstance(self.bootstrap_rounds, int) \
+                or self.bootstrap_rounds < 1:
+            raise ValueError(f"gate.bootstrap_rounds must be a whole number >= 1, got {self.bootstrap_rounds!r}")
         names = [p.name for p in self.probes]
         if len(set(names)) != len(names):
             raise ValueError(f"gate.probes must have distinct names, got {names}")

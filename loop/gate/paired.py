@@ -77,6 +77,8 @@ def bootstrap_regression(statistic: Callable[[np.ndarray], float], nominee: np.n
     Sequential: after `first` rounds a p of at least `clearly_not` (far above any veto threshold)
     is final; only the rest go on to all `rounds`. Most comparisons of honest models stop early.
     """
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"a paired bootstrap needs a whole number of rounds >= 1, got {rounds!r}")
     sign = 1.0 if higher_is_better else -1.0
     regression = sign * (statistic(incumbent) - statistic(nominee))
     rows = resample_rows(seed, rounds, len(nominee))
@@ -119,7 +121,7 @@ def _vectorised_rounds(many, nominee, incumbent, rows, sign, tolerance, first, c
         chunks = [block[i:i + step] for i in range(0, len(block), step)]
         # np.take: the same stack as incumbent[c], copied several times faster
         return np.concatenate([sign * (many(np.take(incumbent, c, 0)) - many(np.take(nominee, c, 0)))
-                               for c in chunks] or [np.empty(0)])
+                               for c in chunks])  # never empty: a bootstrap has at least one round
 
     if not 0 < first < len(rows):
         return regressions(rows)

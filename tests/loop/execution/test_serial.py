@@ -210,3 +210,29 @@ def test_a_quarantine_keeps_its_own_words_and_anything_else_is_named():
     assert quarantine_reason(Quarantine("training loss became nan at step 3/40")) == \
         "training loss became nan at step 3/40"
     assert quarantine_reason(ValueError("boom")) == "training raised ValueError: boom"
+
+
+def test_the_batch_plan_is_the_candidates_seed_alone_whatever_torch_drew_before():
+    """Serial, batched and pooled training must see the same batches: the plan may not read torch's
+    global generator (which model initialisation has already advanced, differently per family)."""
+    from loop.execution.serial import batch_plan
+
+    candidate = Candidate("1.0", genome(steps=20, batch_size=8), None, seed=7)
+    torch.manual_seed(1)
+    first = batch_plan(candidate, 100, 600)
+    torch.manual_seed(2)
+    torch.rand(1000)
+    assert torch.equal(first, batch_plan(candidate, 100, 600)) and first.shape == (20, 8)
+    other = Candidate("1.0", genome(steps=20, batch_size=8), None, seed=8)
+    assert not torch.equal(first, batch_plan(other, 100, 600))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, "2", True])
+def test_threads_must_be_null_or_a_whole_number_of_at_least_one(bad):
+    from loop.execution.serial import check_threads
+
+    with pytest.raises(ValueError, match=r"^execution.threads must be null \(torch's default: every core\) or a "
+                                         rf"whole number >= 1, got {bad!r}$".replace("'", "'")):
+        check_threads(bad)
+    check_threads(None)
+    check_threads(2)

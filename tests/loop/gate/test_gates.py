@@ -340,3 +340,26 @@ def test_probes_that_cannot_read_the_task_are_named_in_one_error(inputs, objecti
         gate.check_task(shape)
     assert str(err.value) == (f"gate: 2 of its 3 probes cannot run on objective={objective or '?'}, which gives "
                               f"{shape.describe()}: ood: reads images only; shift needs images, a long story. {hint}")
+
+
+def test_each_probe_records_its_worst_regression_in_tolerances_and_a_plain_veto_names_no_secret_test():
+    """`probe/<name>` is the largest of its tests' regressions over their tolerances (here the one against
+    the incumbent, 0.1 / 0.05 = 2, not the improvement on a weaker baseline); a veto with no secret test
+    names only what fired."""
+    baseline = scored("b", 0.5, noise=with_errors(GOOD, 60), calibration=LOSS)
+    incumbent = scored("i", 0.8, noise=GOOD, calibration=LOSS)
+    nominee = scored("n", 0.9, noise=with_errors(GOOD, 30), calibration=LOSS)
+    decision = probes_gate().review(nominee, incumbent, baseline, gate_view(), [])
+    assert decision.probes["probe/noise"] == pytest.approx(2.0)
+    assert decision.action == "veto" and decision.reasons[0].startswith("vetoed on noise/acc vs incumbent (p=")
+    assert "secret" not in decision.reasons[0] and ", " not in decision.reasons[0]
+
+
+@pytest.mark.parametrize("rounds", [0, -1, 2.5, True])
+def test_bootstrap_rounds_must_be_a_whole_number_of_at_least_one(rounds):
+    from loop.gate.paired import bootstrap_regression
+
+    with pytest.raises(ValueError, match=rf"^gate.bootstrap_rounds must be a whole number >= 1, got {rounds!r}$"):
+        Probes(bootstrap_rounds=rounds)
+    with pytest.raises(ValueError, match="a paired bootstrap needs a whole number of rounds >= 1"):
+        bootstrap_regression(mean_of_first_column, LOSS.reshape(-1, 1), LOSS.reshape(-1, 1), 0.0, False, rounds=rounds)

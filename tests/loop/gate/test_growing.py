@@ -242,3 +242,26 @@ def test_a_rules_inputs_are_made_once_per_split_and_fgsm_is_crafted_on_the_basel
     assert not torch.equal(x1, x2)  # another baseline, other adversarial inputs
     x, y = g.apply({"kind": "class", "label": 4}, view, "probe", scored(base, "b1"))
     assert len(y) > 0 and (y == 4).all() and len(x) == len(y)
+
+
+def test_a_mined_test_holds_the_baseline_to_the_cumulative_tolerance_and_its_results_are_named(lab):
+    """Against the baseline a mined test allows `cumulative_factor` times its tolerance (drops that add up
+    over generations, as the probes do); the bank's results name how many ran and how many fired."""
+    probes, task, (base, *_) = lab
+    g = gate(probes)
+    decision = review(g, task, scored(redteam.sinks_class(base), "n"), scored(base, "i"))
+    run = [n for n in decision.notes if n.event == "tests_run"][0]
+    assert run.metrics["bank/tests"] == 2.0 and run.metrics["bank/fired"] == float(len(run.detail["fired"])) >= 1
+    test = g.bank[0]
+    vs_incumbent, vs_baseline = g.bank_test(test, scored(redteam.sinks_class(base), "n"), scored(base, "i"),
+                                            scored(base, "b"), task.view("gate", "probe", "audit", "proxy"))
+    assert vs_incumbent.tolerance == test["tolerance"]
+    assert vs_baseline.tolerance == pytest.approx(test["tolerance"] * g.checks.cumulative_factor)
+    assert g.checks.cumulative_factor != 1  # the two would not differ otherwise
+    assert g.results([], set()).metrics == {"bank/tests": 0.0, "bank/fired": 0.0}
+
+
+def test_occlusion_rules_cover_the_four_corners_and_the_centre(lab):
+    probes, task, _ = lab
+    rules = [r for r in gate(probes).library(task.view("gate", "probe", "audit", "proxy"), 10) if r["kind"] == "occlusion"]
+    assert [(r["row"], r["col"]) for r in rules] == [(0, 0), (0, 5), (2, 2), (5, 0), (5, 5)]  # 8x8, patch 3

@@ -464,3 +464,21 @@ def test_restart_starts_from_generation_zero_and_crossover_from_a_past_best():
     past = Past(1, (mate,), (0.99,), "vetoed", ())
     kids = SelfAdaptive(cross).propose(cross.initial, [past], 60, np.random.default_rng(4))
     assert any(k.arch["activation"] == "gelu" and k.arch["width"] == 200 for k in kids)  # genes of the mate
+
+
+def test_only_the_genes_named_may_mutate(space):
+    """`only` (the bandit's operators) narrows mutation to those genes and leaves every other as it was."""
+    from loop.generator.mutation import mutate_genes
+
+    rng = np.random.default_rng(0)
+    parent = space.initial
+    kids = [mutate_genes(space, parent, 0.9, 0.5, rng, only={("recipe", "lr")}) for _ in range(30)]
+    assert all(k.arch == parent.arch and {g: v for g, v in k.recipe.items() if g != "lr"} ==
+               {g: v for g, v in parent.recipe.items() if g != "lr"} for k in kids)
+    assert all(k.recipe["lr"] != parent.recipe["lr"] for k in kids)  # at least one gene mutates: the only one
+
+
+def test_steps_from_is_refused_by_name(space):
+    with pytest.raises(ValueError, match=r"^generator.steps_from must be one of \['self', 'generation0'\], "
+                                         r"got 'parent'$"):
+        SelfAdaptive(space, steps_from="parent")
