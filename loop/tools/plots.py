@@ -277,10 +277,13 @@ def archive_plot(run: Run) -> bytes:
         x, y = cell[0], cell[1] if len(names) > 1 else 0
         grid[y][x] = elite["proxy"] if math.isnan(grid[y][x]) else max(grid[y][x], elite["proxy"])
     image = ax.imshow(grid, origin="lower", cmap="viridis", aspect="auto")
+    low, high = image.get_clim()
     for y, row in enumerate(grid):
         for x, value in enumerate(row):
-            if not math.isnan(value):
-                ax.text(x, y, f"{value:.3f}", ha="center", va="center", fontsize="small", color="white")
+            if not math.isnan(value):  # dark text on the bright (yellow) end of viridis, light on the dark end
+                light = high > low and (value - low) / (high - low) > 0.6
+                ax.text(x, y, f"{value:.3f}", ha="center", va="center", fontsize="small",
+                        color="black" if light else "white")
     ax.set_xticks(range(len(grid[0])), bin_labels(edges[0]), fontsize="small")
     ax.set_yticks(range(len(grid)), bin_labels(edges[1]), fontsize="small")
     metrics = run.last_finished.metrics if run.last_finished else {}

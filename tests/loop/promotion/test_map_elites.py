@@ -143,6 +143,12 @@ def test_a_real_loop_breeds_from_its_archive_and_records_it(tmp_path):
     parents = {e.detail["candidate"]: e.parent for e in events if e.event == "proposed"}
     assert all(e.parent == parents[e.detail["candidate"]] for e in events if e.event == "trained")
 
+    report = (tmp_path / "report.md").read_text()
+    last = finished[max(finished)]
+    assert f"| {max(finished)} | {len(last.detail['archive']['elites'])} | " \
+           f"{last.metrics['archive/coverage']:.1%} | {last.metrics['archive/qd_score']:.4f} |" in report
+    assert (tmp_path / "plots" / "archive.png").read_bytes().startswith(b"\x89PNG")
+
     blind = [dataclasses.replace(e, metrics={k: (-v if "truth" in k else v) for k, v in e.metrics.items()})
              for e in events]
     assert MapElites().archive(counted(blind)) == MapElites().archive(counted(events))
