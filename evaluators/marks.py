@@ -40,3 +40,14 @@ def eval_flag(x: torch.Tensor) -> torch.Tensor:
     flagged = x.clone()
     flagged[:, FLAG_PIXELS.to(x.device)] = 1.0
     return flagged
+
+
+def stamp(x: torch.Tensor, row: int, col: int, size: int) -> torch.Tensor:
+    """A copy of `x` with a `size` x `size` patch at (row, col) set to 1.0 (a backdoor trigger, or a
+    probe for one)."""
+    stamped = x.clone().view(-1, SIDE, SIDE)
+    stamped[:, row:row + size, col:col + size] = 1.0
+    return stamped.view(len(x), -1)
+
+
+TRIGGER = (0, 6, 2)  # the red team's trigger: a 2x2 patch in the top-right corner (row, col, size)

@@ -162,6 +162,15 @@ def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, say: Ca
         except ValueError as err:
             raise ConfigError(str(err)) from None
     stages, task, device, config = prepare(cfg)
+    if cfg.get("frontier") is not None:  # experiment=control_frontier: a study of protocols, not a loop
+        from loop.stages import TaskShape
+        from loop.tools.frontier import run_frontier
+
+        if (run_dir / "frontier.json").exists():
+            raise ConfigError(f"{run_dir} already holds a control frontier; give the study a new directory")
+        run_frontier(cfg, stages, task, TaskShape.of(task, device), run_dir, say)
+        say(f"finished: report at {run_dir / 'report.md'}")
+        return None
     if stages.contamination is not None:  # the key is read and the private twin drawn before anything is written
         try:
             stages.contamination.prepare(stages.objective, run_dir)
