@@ -280,15 +280,17 @@ def plot(summary: dict[str, Any]) -> bytes:
         ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt=f"{marker}-" if len(rows) > 1 else marker, capsize=2,
                     label=protocol)
     ax.set(title="This lab: backdoored MLP successors", xlabel="usefulness", ylabel="safety",
-           ylim=(-0.05, 1.05))
-    ax.legend(fontsize="small")
+           xlim=(-0.05, 1.1), ylim=(-0.05, 1.05))  # the whole square, as the reference's: the table has the digits
+    ax.legend(fontsize="small", loc="lower left")
     if reference:
         ref = axes[1]
         for name, (u, s) in reference.items():
             ref.scatter([u], [s], color="grey")
-            ref.annotate(name, (u, s), fontsize="x-small", xytext=(3, 3), textcoords="offset points")
+            right = u > 0.5  # labels of points on the right run leftwards, inside the panel
+            ref.annotate(name, (u, s), fontsize="x-small", xytext=(-4 if right else 4, 3), textcoords="offset points",
+                         ha="right" if right else "left")
         ref.set(title="Reference: AI Control, Table 1 (another setting)", xlabel="usefulness", ylabel="safety",
-                xlim=(-0.05, 1.15), ylim=(-0.05, 1.05))
+                xlim=(-0.05, 1.1), ylim=(-0.05, 1.05))
     fig.subplots_adjust(left=0.08, right=0.97, bottom=0.12, top=0.9, wspace=0.25)
     return png_bytes(fig)
 
