@@ -13,6 +13,10 @@ incumbent (what the gate protects and the run ends on) and, beside it, the archi
 - the nominee is chosen as `promotion=greedy` chooses: the best score of the generation, if it
   beats the incumbent's by more than `margin`. The archive supplies stepping stones, not promotions.
 
+A caveat for generators that compare siblings (`generator=bandit` ranks each child against its
+siblings; `credit`/`lineage` credit genes by what a generation produced): with parents drawn from the
+archive, siblings no longer share one parent, so those comparisons mix children of different parents.
+
 Descriptors, each with its bin edges (k increasing edges make k+1 bins; the outer two are open):
 `compute` (training compute as execution counted it), `parameters`, `metric/<key>` (an evaluator
 metric on the proxy split, e.g. `metric/ece` or `metric/nll` of `evaluator=accuracy`) and
