@@ -388,6 +388,14 @@ def report_main(argv: list[str] | None = None) -> None:
                         f"generations-to-target in a multirun report (default {TARGET})")
     args = parser.parse_args(argv)
     path = Path(args.run_dir)
+    from loop.tools.frontier import frontier_runs, rewrite, write_sweep
+
+    if (path / "frontier.json").is_file():  # experiment=control_frontier runs no loop: no ledger, its own report
+        print(rewrite(path))
+        return
+    if path.is_dir() and not (path / "ledger.jsonl").is_file() and frontier_runs(path):
+        print(write_sweep(path))
+        return
     if not (path / "ledger.jsonl").is_file():  # not one run: a sweep of them, or bad usage
         try:
             print(write_sweep_report(path, args.target))

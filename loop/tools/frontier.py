@@ -302,3 +302,38 @@ def run_frontier(cfg: Any, stages: Any, task: Any, shape: Any, run_dir: Path, sa
     frontier = instantiate(cfg.frontier, "frontier")
     return frontier.run(stages, task, shape, run_dir, say)
 
+
+
+def frontier_runs(sweep: Path) -> list[Path]:
+    """The control-frontier runs directly below `sweep` (a Hydra multirun of experiment=control_frontier)."""
+    return sorted((p.parent for p in Path(sweep).glob("*/frontier.json")),
+                  key=lambda p: (len(p.name), p.name))
+
+
+def rewrite(run_dir: Path) -> Path:
+    """`rsi-loop-report` on one frontier run: its report and plot again, from `frontier.json` alone."""
+    write(Path(run_dir), json.loads((Path(run_dir) / "frontier.json").read_text()))
+    return Path(run_dir) / "report.md"
+
+
+def write_sweep(sweep: Path) -> Path:
+    """`rsi-loop-report` on a multirun of frontiers (one pool per seed): each protocol's safety and
+    usefulness over the pools, median (min to max), so pool-to-pool variation shows beside the
+    episode intervals of each run."""
+    from loop.checkpoints import atomic_write
+    from loop.tools.fmt import spread
+
+    runs = {p: json.loads((p / "frontier.json").read_text()) for p in frontier_runs(sweep)}
+    first = next(iter(runs.values()))
+    out = ["# Control frontier over pools", "",
+           f"{len(runs)} runs of experiment=control_frontier ({', '.join(p.name for p in runs)}), one pool each; "
+           f"per protocol the median (min–max) over the pools. Each run's report.md has its episode intervals.", "",
+           "| protocol | pools | safety | usefulness |", "|---|---:|---:|---:|"]
+    for k, r in enumerate(first["protocols"]):
+        rows = [found["protocols"][k] for found in runs.values()]
+        out.append(f"| {label(r['protocol'], r['setting'])} | {len(rows)} | {spread(x['safety'] for x in rows)} | "
+                   f"{spread(x['usefulness'] for x in rows)} |")
+    for run_dir in runs:
+        rewrite(run_dir)
+    atomic_write(Path(sweep) / "report.md", ("\n".join(out) + "\n").encode())
+    return Path(sweep) / "report.md"

@@ -76,3 +76,23 @@ def test_a_tiny_frontier_trains_its_pools_and_writes_safety_and_usefulness_with_
 
     with pytest.raises(ConfigError, match="already holds a control frontier"):
         run_experiment(compose_config(*TINY_FRONTIER), tmp_path)
+
+
+def test_rsi_loop_report_rebuilds_a_frontier_and_summarises_a_sweep_of_them_over_pools(tmp_path, capsys):
+    from loop.tools.cli import report_main, run_experiment
+    from conftest import BIN
+    import subprocess
+
+    for seed in (0, 1):
+        run_experiment(compose_config(*TINY_FRONTIER, f"seed={seed}"), tmp_path / str(seed), say=lambda line: None)
+    (tmp_path / "0" / "report.md").unlink()
+    done = subprocess.run([str(BIN / "rsi-loop-report"), str(tmp_path / "0")], capture_output=True, text=True)
+    assert done.returncode == 0 and (tmp_path / "0" / "report.md").read_text().startswith("# Control frontier")
+    report_main([str(tmp_path)])
+    assert capsys.readouterr().out.strip() == str(tmp_path / "report.md")
+    runs = [json.loads((tmp_path / s / "frontier.json").read_text())["protocols"] for s in ("0", "1")]
+    row = next(line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("| no gate |"))
+    safety = sorted(r[0]["safety"] for r in runs)
+    shown = f"{safety[0]:.4f}" if safety[0] == safety[1] else \
+        f"{sum(safety) / 2:.4f} ({safety[0]:.4f}–{safety[1]:.4f})"
+    assert row == f"| no gate | 2 | {shown} | 1.0000 |"
