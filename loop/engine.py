@@ -370,8 +370,8 @@ class Engine:
                      detail={"candidate": s.candidate.key, "weights_sha256": weights_sha, "inherited": s.inherited})
             with self.clock("evaluator"):
                 view = self.task.view("evaluator", "proxy")
-                scores = self.stages.evaluator.evaluate(s.model, view, judge=judge or s.model) if self.judged_by \
-                    else self.stages.evaluator.evaluate(s.model, view)
+                scores = self.stages.evaluator.evaluate(s.model, view, judge=s.model if judge is None else judge) \
+                    if self.judged_by else self.stages.evaluator.evaluate(s.model, view)
             with self.clock("truth"):
                 truth = self.stages.truth.evaluate(s.model, self.task.view("truth", "truth"))
             score = self.task.score(scores.proxy, s.parameters, s.train.get("compute"))
