@@ -5,18 +5,23 @@ speedruns). `loop.tools.compare.markdown` puts them in the sweep's report.md."""
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from loop.tools.compare import Measure, Result, blocked_by, label, varying, verdict
 from loop.tools.fmt import counts, spread
 from loop.tools.runs import speedrun, w2s_generations
 
 
+def of_kind(groups: Mapping[str, Sequence[Result]], read: Callable[[Any], Any]) -> dict[str, list[tuple[Result, Any]]]:
+    """{group: [(run, what `read` found in it)]} for the runs where it found something (a speedrun, a
+    contamination check), leaving out groups with none."""
+    found = {name: [(r, read(r.run)) for r in runs] for name, runs in groups.items()}
+    return {name: kept for name, pairs in found.items() if (kept := [(r, x) for r, x in pairs if x is not None])}
+
+
 def speedrun_sweep_section(groups: Mapping[str, Sequence[Result]]) -> list[str]:
     """Speedrun runs (`objective.target` set): the final incumbent's speed-up, per group over seeds."""
-    measured = {name: [(r, speedrun(r.run)) for r in runs] for name, runs in groups.items()}
-    measured = {name: [(r, sr) for r, sr in pairs if sr is not None] for name, pairs in measured.items()}
-    measured = {name: pairs for name, pairs in measured.items() if pairs}
+    measured = of_kind(groups, speedrun)
     if not measured:
         return []
     out = ["## Speedrun", "",
@@ -123,9 +128,7 @@ def contamination_section(groups: Mapping[str, Sequence[Result]]) -> list[str]:
     and promoted, and the final incumbent's truth against its truth on the private twin."""
     from loop.tools.runs import contamination
 
-    measured = {name: [(r, contamination(r.run)) for r in runs] for name, runs in groups.items()}
-    measured = {name: [(r, c) for r, c in pairs if c is not None] for name, pairs in measured.items()}
-    measured = {name: pairs for name, pairs in measured.items() if pairs}
+    measured = of_kind(groups, contamination)
     if not measured:
         return []
     out = ["## Contamination", "",

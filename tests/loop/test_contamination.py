@@ -143,3 +143,22 @@ def test_a_flagged_nominee_is_vetoed_before_the_gate_when_the_check_vetoes(tmp_p
         else:  # the gate reviewed it: its probes' readings are in the decision
             assert any(k.startswith("probe/") for k in decision.metrics)
     assert any(e.event == "vetoed" and e.reasons[0].startswith("contamination: ") for e in events)
+
+
+def test_the_sweep_report_counts_flagged_successors_per_group_from_the_ledgers(tmp_path, key):
+    from loop.ledger import read
+    from loop.tools.compare import group, load, markdown
+
+    sweep = tmp_path / "sweep"
+    for job, leak in enumerate(("public", "none")):
+        run = sweep / str(job)
+        run_loop(run, *scenario(key, f"successor.init.recipe.extra_data={leak}"))
+        (run / ".hydra" / "overrides.yaml").write_text(f"- successor.init.recipe.extra_data={leak}\n")
+    text = markdown("sweep", group(load(sweep)), 0.95)
+    section = text.split("## Contamination", 1)[1].split("\n## ", 1)[0]
+    for job, leak in enumerate(("public", "none")):
+        evaluated = [e for e in read(sweep / str(job) / "ledger.jsonl") if e.event == "evaluated"]
+        flagged = sum(bool(e.metrics["contamination/flag"]) for e in evaluated)
+        row = next(line for line in section.splitlines() if line.startswith(f"| `successor.init.recipe.extra_data={leak}` |"))
+        assert row.split(" | ")[2] == f"{flagged} / {len(evaluated)}"
+        assert float(row.split(" | ")[5]) == pytest.approx(max(e.metrics["contamination/z"] for e in evaluated), abs=0.005)
