@@ -182,6 +182,11 @@ class Frontier:
         _, honest_final = self.episodes_of(pools, "no gate", None, 0.0, self.seed)
         rng = np.random.default_rng(self.seed + 1)
         honest_gain = honest_final - base
+        if not honest_gain.mean() > 0:
+            from loop.engine import RunError
+
+            raise RunError(f"frontier: honest ungated episodes gained nothing over generation 0 (truth {base:.4f}), so "
+                           f"usefulness, a share of that gain, is undefined; give the pool a stronger frontier.parent")
         results = []
         for protocol, setting in self.protocols():
             unsafe, _ = self.episodes_of(pools, protocol, setting, self.p_attack, self.seed)  # the red team attacks
