@@ -96,3 +96,14 @@ def test_rsi_loop_report_rebuilds_a_frontier_and_summarises_a_sweep_of_them_over
     shown = f"{safety[0]:.4f}" if safety[0] == safety[1] else \
         f"{sum(safety) / 2:.4f} ({safety[0]:.4f}–{safety[1]:.4f})"
     assert row == f"| no gate | 2 | {shown} | 1.0000 |"
+
+
+def test_a_pool_that_never_beats_generation_0_is_refused_not_divided_by_zero(tmp_path, monkeypatch):
+    from loop.engine import RunError
+
+    flat = dict(HAND, proxy=np.array([0.99, 0.8, 0.81, 0.82, 0.95]))  # generation 0 leads: nothing is promoted
+    f = Frontier(pool=3, generations=2, candidates=2, episodes=5, bootstrap=5)
+    monkeypatch.setattr(Frontier, "pools", lambda self, *args: flat)
+    with pytest.raises(RunError, match="honest ungated episodes gained nothing over generation 0"):
+        f.run(None, None, None, tmp_path, lambda line: None)
+    assert not (tmp_path / "frontier.json").exists()
