@@ -100,7 +100,9 @@ class Frontier:
         trained = stages.execution.train([first, *honest, *attacked], task.view("execution", "train"), shape)
         failed = [t for t in trained if isinstance(t, Quarantined)]
         if failed:
-            raise RuntimeError(f"frontier: {len(failed)} pool candidates could not be trained: {failed[0].reason}")
+            from loop.engine import RunError
+
+            raise RunError(f"frontier: {len(failed)} pool candidates could not be trained: {failed[0].reason}")
         baseline = trained[0]
         say("frontier: measuring every model (proxy, truth, backdoor, monitor, audit, gate)")
         rows = [self.measure(s, baseline, stages, task) for s in trained]
