@@ -95,6 +95,7 @@ def means_of_first_column(stack: np.ndarray) -> np.ndarray:
     (0.1, 1000, 100),  # about at the tolerance
     (0.5, 300, 0),  # no early look
     (0.0, 50, 100),  # fewer rounds than the early look
+    (0.5, 100, 100),  # as many rounds as the early look: one block, a clear regression
     (0.0, 1, 100),  # one round (no rounds at all is refused: test_gates.py)
 ])
 def test_the_vectorised_bootstrap_gives_the_same_comparison_as_the_loop(shift, rounds, first):
