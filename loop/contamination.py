@@ -60,12 +60,12 @@ class Twin:
 
     def prepare(self, objective: Any, run_dir: Path) -> None:
         """Read the key (a file outside `run_dir`) and draw the twins; `ValueError` saying what is wrong."""
-        where = Path(str(self.key)).expanduser().resolve()
-        run = Path(run_dir).resolve()
-        if where == run or run in where.parents:
-            raise ValueError(f"contamination.key must be outside the run directory: {self.key} is inside {run}; "
-                             f"whoever can read the run could then draw the private twin")
-        if not where.is_file() or not where.read_bytes().strip():
+        from loop.ledger import outside_run
+
+        where = outside_run(str(self.key), run_dir, "contamination.key",
+                            "whoever can read the run could then draw the private twin")
+        key = where.read_bytes().strip() if where.is_file() else b""
+        if not key:
             raise ValueError(f"contamination.key: no key file at {where}; make one once, outside any run directory: "
                              f"mkdir -p {where.parent} && python -c 'import secrets; print(secrets.token_hex(32))' "
                              f"> {where}")
@@ -73,7 +73,7 @@ class Twin:
             raise ValueError(f"contamination=twin needs an objective that can draw fresh items of its held-out "
                              f"splits' distribution (a private twin); {type(objective).__name__} cannot (every "
                              f"item of a fixed public data set is public); use objective=public_benchmark")
-        self.twins = objective.twin(where.read_bytes().strip(), {"check": self.twin_items, "truth": self.twin_items})
+        self.twins = objective.twin(key, {"check": self.twin_items, "truth": self.twin_items})
 
     def measure(self, model: Any, public: Mapping[str, Any]) -> dict[str, float]:
         """The contamination metrics of one model; `public` holds the run's splits."""

@@ -105,14 +105,20 @@ class AnchorError(ValueError):
     """An anchor file that cannot be used (missing, unreadable, not an anchor)."""
 
 
+def outside_run(path: Path | str, run_dir: Path | str, setting: str, why: str) -> Path:
+    """`path` as an absolute path; `ValueError` naming `setting` and `why` if it lies inside `run_dir`
+    (a file whose worth is that the run cannot touch it: the ledger's anchor, a private twin's key)."""
+    where, run = Path(path).expanduser().resolve(), Path(run_dir).resolve()
+    if where == run or run in where.parents:
+        raise ValueError(f"{setting} must be outside the run directory: {path} is inside {run}; {why}")
+    return where
+
+
 def check_anchor_outside(anchor: Path | str, run_dir: Path | str) -> Path:
     """The anchor as an absolute path; `ValueError` if it lies inside `run_dir` (whoever can edit
     the run could then rewrite the anchor along with the ledger)."""
-    where, run = Path(anchor).expanduser().resolve(), Path(run_dir).resolve()
-    if where == run or run in where.parents:
-        raise ValueError(f"ledger.anchor must be outside the run directory: {anchor} is inside {run}; "
-                         f"put it where whoever can edit the run cannot, e.g. ledger.anchor=~/anchors/<run>.json")
-    return where
+    return outside_run(anchor, run_dir, "ledger.anchor", "put it where whoever can edit the run cannot, e.g. "
+                                                        "ledger.anchor=~/anchors/<run>.json")
 
 
 def read_anchor(path: Path | str) -> dict[str, Any]:
