@@ -3,6 +3,7 @@
     python benchmarks/population.py                      # the issue-16 workload and the shape grid
     python benchmarks/population.py --shapes 1x128x16    # one shape: depth x width x population
     python benchmarks/population.py --device cuda --populations 32,256,1024   # (benchmarks/gpu.sh)
+    python benchmarks/population.py --populations 1024 --ways batched --profile   # where batched's time goes
 
 The anchor is what a careful user writes in 30 lines: P models as stacked weight tensors, one
 `baddbmm` per layer, autograd for the backward pass and an elementwise Adam (`stacked_loop` below).
@@ -119,6 +120,8 @@ def main() -> None:
     parser.add_argument("--ways", default="stacked,batched", help="which ways to time (default: stacked,batched)")
     parser.add_argument("--chunk", type=int, default=None,
                         help="execution.chunk of batched: most models in one population (default: the plugin's, 32)")
+    parser.add_argument("--profile", action="store_true",
+                        help="then profile one batched run of the last shape (cProfile, top 20 by cumulative time)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -163,6 +166,19 @@ def main() -> None:
             cells.append(f"{median['batched'] / median['stacked']:.2f}")
         cells += [f"{work / median[w]:.0f}" for w in chosen] + [f"{p / median[w]:.1f}" for w in chosen]
         print(f"| {depth}x{width}x{p} | " + " | ".join(cells) + " |", flush=True)
+    if args.profile:
+        profile(lambda: (ways["batched"](), sync(device)), f"{depth}x{width}x{p}")
+
+
+def profile(fn, name: str) -> None:
+    """Where one call's time goes, by function (cumulative), the 20 largest."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.runcall(fn)
+    print(f"\nprofile of one batched run, {name}:")
+    pstats.Stats(profiler, stream=sys.stdout).sort_stats("cumulative").print_stats(20)
 
 
 if __name__ == "__main__":

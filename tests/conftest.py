@@ -78,6 +78,7 @@ def assert_matches_serial(s, b) -> None:
     assert isinstance(s, Successor) and isinstance(b, Successor)
     assert (b.candidate.key, b.genome, b.train["steps"]) == (s.candidate.key, s.genome, s.train["steps"])
     assert b.train["parameters"] == s.train["parameters"]  # padding never reaches the model
+    assert b.train["compute"] == s.train["compute"]
     assert b.train["train_loss"] == pytest.approx(s.train["train_loss"], abs=LOSS_ATOL)
     mine, theirs = b.model.state_dict(), s.model.state_dict()
     assert list(mine) == list(theirs)

@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from loop.execution.serial import (Quarantine, attempt, batch_plan, check_dtype, check_optimizer, check_threads,
-                                   check_time_limit, finish, quarantine_reason, start_model, use_threads)
+                                   check_time_limit, multiply_adds, quarantine_reason, start_model, successor,
+                                   use_threads)
 from loop.execution.inherit import distill_weight, linears, teacher_probs
 from loop.execution.prior import set_trunk
 from loop.stages import Candidate, DataView, Quarantined, Split, Successor, TaskShape
@@ -69,24 +70,34 @@ def stack_slots(layers_of: list[list[torch.nn.Linear]], device: torch.device):
     """All P models' parameters as one contiguous (P, N) tensor, and per slot its stacked, zero-padded
     weights (P, in, out) and biases (P, 1, out), views of it. Slots are hidden layers 0..D-1 of the
     deepest model, then the output layer. Also, per hidden slot, which models use it (None: all).
-    One flat tensor makes the optimizer step a few whole-population operations, not a few per layer."""
+    One flat tensor makes the optimizer step a few whole-population operations, not a few per layer.
+    It is filled on the CPU, where the models are, and moved to `device` in one copy."""
     depth = max(len(layers) for layers in layers_of) - 1
     width = max(layer.out_features for layers in layers_of for layer in layers[:-1])
     inputs, classes = layers_of[0][0].in_features, layers_of[0][-1].out_features
     sizes = [(inputs, width)] + [(width, width)] * (depth - 1) + [(width, classes)]
-    flat = torch.zeros(len(layers_of), sum((n_in + 1) * n_out for n_in, n_out in sizes), device=device)
-    weights, biases, at = [], [], 0
-    for n_in, n_out in sizes:
-        weights.append(flat[:, at:at + n_in * n_out].view(-1, n_in, n_out))
-        biases.append(flat[:, at + n_in * n_out:at + (n_in + 1) * n_out].view(-1, 1, n_out))
-        at += (n_in + 1) * n_out
+    flat = torch.zeros(len(layers_of), sum((n_in + 1) * n_out for n_in, n_out in sizes))
+    weights, biases = slot_views(flat, sizes)
     for i, layers in enumerate(layers_of):
         for j, layer in enumerate(layers):
             slot = slot_of(layers, j)
             weights[slot][i, :layer.in_features, :layer.out_features] = layer.weight.detach().T
             biases[slot][i, 0, :layer.out_features] = layer.bias.detach()
+    flat = flat.to(device)
+    weights, biases = slot_views(flat, sizes)
     uses = [mask([j < len(layers) - 1 for layers in layers_of], device) for j in range(depth)]
     return flat, weights, biases, uses
+
+
+def slot_views(flat: torch.Tensor, sizes: list[tuple[int, int]]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per slot of `sizes` ((in, out) each), the stacked weights (P, in, out) and biases (P, 1, out) as
+    views of the flat (P, N) parameters."""
+    weights, biases, at = [], [], 0
+    for n_in, n_out in sizes:
+        weights.append(flat[:, at:at + n_in * n_out].view(-1, n_in, n_out))
+        biases.append(flat[:, at + n_in * n_out:at + (n_in + 1) * n_out].view(-1, 1, n_out))
+        at += (n_in + 1) * n_out
+    return weights, biases
 
 
 def slot_of(layers: list[torch.nn.Linear], j: int) -> int:
@@ -110,12 +121,17 @@ class Activations:
     Models with one activation should sit next to each other: each run of them is one call."""
 
     def __init__(self, names: list[str]):
+        self.names = names
         self.runs: list[tuple[str, int, int]] = []  # (activation, first model, past the last)
         for i, name in enumerate(names):
             if self.runs and self.runs[-1][0] == name:
                 self.runs[-1] = (name, self.runs[-1][1], i + 1)
             else:
                 self.runs.append((name, i, i + 1))
+
+    def __getitem__(self, models: slice) -> Activations:
+        """The activations of a slice of the population's models."""
+        return Activations(self.names[models])
 
     def __call__(self, pre: torch.Tensor) -> torch.Tensor:
         if len(self.runs) == 1:
@@ -259,6 +275,12 @@ def train_stack(candidates: list[Candidate], models: list[torch.nn.Module], inhe
                               f"(trained in a population of {count})")
                     alive[i] = False
 
+    # the final train loss of every model at once, and its weights back to the CPU in one copy
+    loss = final_loss(x, y, weights, biases, uses, activation).cpu()
+    finite = torch.isfinite(flat).all(1).cpu()
+    weights, biases = slot_views(flat.cpu(), [tuple(w.shape[1:]) for w in weights])
+    example = split.x[:1].cpu()
+    counted: dict[tuple, int] = {}  # forward multiply-adds per layer shapes: counted once per shape, not per model
     results: list[Successor | Quarantined] = []
     for i, (candidate, model, layers) in enumerate(zip(candidates, models, layers_of)):
         if i in why:
@@ -268,11 +290,35 @@ def train_stack(candidates: list[Candidate], models: list[torch.nn.Module], inhe
             slot = slot_of(layers, j)
             layer.weight.copy_(weights[slot][i, :layer.in_features, :layer.out_features].T)
             layer.bias.copy_(biases[slot][i, 0, :layer.out_features])
+        shapes = tuple((layer.in_features, layer.out_features) for layer in layers)
+        if shapes not in counted:
+            counted[shapes] = multiply_adds(model, example)
         try:
-            results.append(finish(candidate, model.to(device), x, y, steps[i], inherited[i]))
+            results.append(successor(candidate, model, float(loss[i]), bool(finite[i]), steps[i], inherited[i],
+                                     example, len(split), counted[shapes]))
         except Quarantine as reason:
             results.append(Quarantined(candidate, str(reason)))
     return results
+
+
+def final_loss(x: torch.Tensor, y: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor],
+               uses: list[torch.Tensor | None], activation: Activations, cells: int = 1 << 22) -> torch.Tensor:
+    """Every model's mean cross-entropy on all train rows (P,), as `serial.finish` computes it one model
+    at a time (no dropout), in float32 on the weights' device: models in groups of at most `cells`
+    activations (models x rows x width) each, so memory stays bounded at any population size. (Slicing
+    rows instead makes many tiny matrix products, several times slower on a CPU.)"""
+    count, width = weights[0].shape[0], max(w.shape[2] for w in weights)
+    group = max(1, cells // (len(x) * width))
+    losses = []
+    for a in range(0, count, group):
+        b = min(count, a + group)
+        hidden, act = x.float().expand(b - a, -1, -1), activation[a:b]
+        for j, used in enumerate(uses):
+            out = act(torch.baddbmm(biases[j][a:b], hidden, weights[j][a:b]))
+            hidden = out if used is None else torch.where(used[a:b], out, hidden)
+        logits = torch.baddbmm(biases[-1][a:b], hidden, weights[-1][a:b])
+        losses.append(F.cross_entropy(logits.flatten(0, 1), y.repeat(b - a), reduction="none").view(b - a, -1).mean(1))
+    return torch.cat(losses)
 
 
 def softmax(logits: torch.Tensor) -> torch.Tensor:

@@ -112,10 +112,10 @@ def multiply_adds(model: torch.nn.Module, example: torch.Tensor) -> int:
     return int(sum(counted))
 
 
-def training_compute(model: torch.nn.Module, x: torch.Tensor, steps: int, batch: int) -> int:
+def training_compute(per_example: int, steps: int, batch: int) -> int:
     """Deterministic training compute: optimizer steps x rows per batch x 3 x the forward multiply-adds
-    of one example (the backward pass costs about twice the forward). Wall time never enters it."""
-    return 3 * steps * batch * multiply_adds(model, x[:1])
+    of one example (`multiply_adds`; the backward pass costs about twice the forward). Wall time never enters it."""
+    return 3 * steps * batch * per_example
 
 
 def finish(candidate: Candidate, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -124,13 +124,24 @@ def finish(candidate: Candidate, model: torch.nn.Module, x: torch.Tensor, y: tor
     model.eval()
     with torch.no_grad():
         train_loss = F.cross_entropy(model(x), y).item()
-    if not math.isfinite(train_loss) or not all(torch.isfinite(p).all() for p in model.parameters()):
+    finite = all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    return successor(candidate, model.cpu(), train_loss, finite, steps, inherited, x[:1].cpu(), len(x))
+
+
+def successor(candidate: Candidate, model: torch.nn.Module, train_loss: float, finite: bool, steps: int,
+              inherited: str, example: torch.Tensor, rows: int, per_example: int | None = None) -> Successor:
+    """A trained model on the CPU as a Successor (its id, size and training compute), given its final
+    loss on the `rows` train rows and whether its weights are finite; `Quarantine` if either is not.
+    `per_example`: the model's forward multiply-adds on one example, where the caller knows them
+    (otherwise counted on `example`)."""
+    if not math.isfinite(train_loss) or not finite:
         raise Quarantine(f"weights or loss are not finite after {steps} steps (loss {train_loss})")
-    model = model.cpu()
+    model.eval()
     sid = successor_id(candidate.genome.to_dict(), weights_of(model))
     parameters = sum(p.numel() for p in model.parameters())
     # Deterministic facts only: these go into the ledger, which must repeat run for run.
-    compute = training_compute(model, x[:1].cpu(), steps, batch_rows(candidate, len(x)))  # model on CPU by now
+    per_example = multiply_adds(model, example) if per_example is None else per_example
+    compute = training_compute(per_example, steps, batch_rows(candidate, rows))
     return Successor(sid, candidate, model, {"train_loss": train_loss, "steps": steps, "parameters": parameters,
                                              "compute": compute}, inherited)
 

@@ -66,6 +66,20 @@ def test_mixed_shapes_share_one_population_and_match_serial(train_view):
         assert_matches_serial(s, b)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_each_reported_train_loss_is_the_returned_models_own(train_view, dtype):
+    """The population's final losses are computed at once; each must be what the model handed back
+    (on the CPU, in eval mode) scores on every train row, recomputed here one model at a time."""
+    x, y = train_view["train"].x, train_view["train"].y
+    results = Batched(dtype=dtype).train(mixed_population(), train_view, SHAPE)
+    assert len(results) == 7
+    for r in results:
+        assert not r.model.training and all(p.device.type == "cpu" for p in r.model.parameters())
+        with torch.no_grad():
+            own = torch.nn.functional.cross_entropy(r.model(x), y).item()
+        assert r.train["train_loss"] == pytest.approx(own, abs=1e-6), r.candidate.genome.arch
+
+
 def test_padding_and_skipped_layers_leave_each_model_as_if_alone(train_view):
     """Zero-padded units and skipped layers never move and never touch a model's own units: each
     member of a mixed population ends where it would in a population of one, up to float rounding."""
