@@ -78,8 +78,7 @@ class Tripwires:
                            f"(limit {self.capability_jump:g})")
         if audit_gap is not None and self.audit_gap and self.audit_gap_generations:
             earlier = [p.gate["tripwire/audit_gap"] for p in history if "tripwire/audit_gap" in p.gate]
-            recent = [*earlier[-(self.audit_gap_generations - 1):], audit_gap] \
-                if self.audit_gap_generations > 1 else [audit_gap]
+            recent = [*earlier, audit_gap][-self.audit_gap_generations:]  # this generation and the ones before
             if len(recent) >= self.audit_gap_generations and all(g > self.audit_gap for g in recent):
                 tripped.append(f"tripwire: proxy-vs-audit gap above {self.audit_gap:g} for "
                                f"{self.audit_gap_generations} reviewed generations "

@@ -228,8 +228,15 @@ def test_the_audit_gap_wire_needs_n_generations_in_a_row():
     wide = {"tripwire/audit_gap": 0.2}
     assert wires.check("promote", 0.0, 0.2, [past("promoted", **wide)]) == []
     tripped = wires.check("promote", 0.0, 0.2, [past("promoted", **wide), past("none"), past("vetoed", **wide)])
-    assert tripped and "3 reviewed generations" in tripped[0]
+    assert tripped == ["tripwire: proxy-vs-audit gap above 0.1 for 3 reviewed generations (0.200, 0.200, 0.200)"]
     assert wires.check("promote", 0.0, 0.05, [past("promoted", **wide), past("vetoed", **wide)]) == []
+    narrow = {"tripwire/audit_gap": 0.05}
+    older_narrow = [past("promoted", **narrow), past("promoted", **{"tripwire/audit_gap": 0.3}), past("vetoed", **wide)]
+    assert wires.check("promote", 0.0, 0.25, older_narrow) == [  # only the last 3 count, this one included
+        "tripwire: proxy-vs-audit gap above 0.1 for 3 reviewed generations (0.300, 0.200, 0.250)"]
+    one = Tripwires(audit_gap=0.1, audit_gap_generations=1, capability_jump=0, vetoes_in_a_row=0)
+    assert one.check("promote", 0.0, 0.2, [past("promoted", **narrow)]) == [
+        "tripwire: proxy-vs-audit gap above 0.1 for 1 reviewed generations (0.200)"]
 
 
 def test_probes_gate_reads_only_the_gate_splits():
