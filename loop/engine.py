@@ -141,8 +141,10 @@ class Engine:
 
     # --- the run ---------------------------------------------------------------------------
 
-    def run(self, events: Sequence[Event] = ()) -> RunState:
-        """Run from the start, or continue after `events` (a stopped run's ledger)."""
+    def run(self, events: Sequence[Event] = (), before_close: Callable[[], Any] | None = None) -> RunState:
+        """Run from the start, or continue after `events` (a stopped run's ledger). Once it has finished or
+        paused, `before_close()` (the command line writes the report there), then the tracker may
+        `publish(run_dir, events)` what the run left, before it is closed."""
         self.events = list(events)
         state = fold(self.events)
         if not state.started:
@@ -174,6 +176,11 @@ class Engine:
                     "baseline/truth": self.truth_of(state.baseline)},
                     reasons=[f"budget of {self.task.budget.generations} generations spent"])
                 state = fold(self.events)
+            if before_close is not None:
+                before_close()
+            publish = getattr(self.stages.tracker, "publish", None)
+            if publish is not None:
+                publish(self.run_dir, self.events)
         finally:
             self.stages.tracker.finish()
         return state

@@ -448,3 +448,20 @@ def counted(run_dir: Path) -> list[tuple]:
     """A run's events without clock readings (`time`, a generation's stage `seconds`)."""
     return [(e.generation, e.event, e.successor, e.parent, dict(e.metrics), e.reasons,
              {k: v for k, v in e.detail.items() if k != "seconds"}) for e in ledger_events(run_dir)]
+
+
+def test_a_multiruns_wandb_runs_share_one_group_with_the_arm_as_job_type(tmp_path):
+    """Offline wandb runs of a sweep, read back from their run files (tests/wandb_records.py)."""
+    from wandb_records import of_kind, offline_run
+
+    sweep = tmp_path / "sweep"
+    done = subprocess.run([str(BIN / "rsi-loop"), "-m", "experiment=quick", "tracker=wandb", "seed=0,1",
+                           "objective.budget.generations=1", f"hydra.sweep.dir={sweep}"],
+                          env={**ENV, "WANDB_MODE": "offline"}, capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = [of_kind(next(offline_run(sweep / seed).glob("*.wandb")), "run")[0] for seed in ("0", "1")]
+    assert [r.run_group for r in runs] == [f"{tmp_path.name}/sweep"] * 2
+    assert [r.job_type for r in runs] == ["experiment=quick tracker=wandb objective.budget.generations=1"] * 2
+    assert [sorted(r.tags) for r in runs] == [sorted(["experiment=quick", "tracker=wandb", f"seed={s}",
+                                                      "objective.budget.generations=1"]) for s in (0, 1)]

@@ -183,8 +183,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, say: Ca
             say(f"{run_dir} already finished; nothing to resume")
             return fold(events)
         engine = Engine(run_dir, stages, task, int(cfg.seed), device, config, say=say, anchor=anchor or None)
-        state = engine.run(events)
-        report = write_report(run_dir)
+        state = engine.run(events, before_close=lambda: write_report(run_dir))  # the tracker may log the report
+        report = run_dir / "report.md"
     if state.paused:
         say(f"{pause_message(run_dir, state.pause, 'paused')}. Report: {report}")
     else:
