@@ -182,7 +182,9 @@ def run_transfer(path: Path, overrides: Sequence[str] = (), say: Callable[[str],
     def progress(name: str) -> Callable[[int], None]:
         def tick(n: int) -> None:
             done[0] += n
-            say(f"transfer: {done[0]}/{total} inner loops ({name}; {time.perf_counter() - began:.0f} s)")
+            elapsed = time.perf_counter() - began
+            left = f", ~{elapsed / done[0] * (total - done[0]):.0f} s left" if done[0] < total else ""
+            say(f"transfer: {done[0]}/{total} inner loops ({name}; {elapsed:.0f} s{left})")
         return tick
 
     measured: list[Measured] = []
