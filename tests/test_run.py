@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
-from conftest import ledger_events, run_loop
+from conftest import TINY, compose_config, ledger_events, run_loop
 from loop.ledger import FIELDS
 from loop.stages import AccessError
 from loop.state import settle
@@ -486,3 +487,27 @@ def test_the_ledger_records_what_it_was_told_and_the_tracker_each_generation(tmp
     generation_finished = [e for e in events if e.event == "generation_finished"]
     assert [g for g, _ in logged] == [e.generation for e in generation_finished] == [0, 1, 2]
     assert all(m["incumbent/truth"] == e.metrics["incumbent/truth"] for (_, m), e in zip(logged, generation_finished))
+
+
+def test_a_successor_rebuilt_from_the_ledger_keeps_its_evaluators_metric_names_whole(tmp_path, monkeypatch):
+    """`Engine.scored` (how a resumed run and promotion see a past successor) takes the evaluator's extra
+    metrics back from the ledger's `proxy/<name>`: a name that itself holds a slash stays whole."""
+    from evaluators.accuracy import Accuracy
+    from loop.engine import Engine
+    from loop.tools.cli import prepare
+
+    evaluate = Accuracy.evaluate
+    monkeypatch.setattr(Accuracy, "evaluate", lambda self, model, data: (lambda s: dataclasses.replace(
+        s, metrics={**s.metrics, "per_class/3": 0.25, "a/b/c": 0.5}))(evaluate(self, model, data)))
+    run_loop(tmp_path, "objective.budget.generations=1")
+    cfg = compose_config(*TINY, "objective.budget.generations=1")
+    stages, task, device, config = prepare(cfg)
+    engine = Engine(tmp_path, stages, task, int(cfg.seed), device, config, say=lambda line: None)
+    engine.events = ledger_events(tmp_path)
+    evaluated = [e for e in engine.events if e.event == "evaluated"]
+    assert evaluated
+    for e in evaluated:
+        rebuilt = engine.scored(e.successor)
+        assert rebuilt.scores.proxy == e.metrics["proxy"] and rebuilt.score == e.metrics["score"]
+        assert rebuilt.scores.metrics == {"nll": e.metrics["proxy/nll"], "ece": e.metrics["proxy/ece"],
+                                          "per_class/3": 0.25, "a/b/c": 0.5}

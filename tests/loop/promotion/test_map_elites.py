@@ -115,10 +115,16 @@ def brute_force_archive(events, descriptors) -> dict[str, str]:
     return {cell: sid for cell, (_, _, sid) in best.items()}
 
 
-def test_a_real_loop_breeds_from_its_archive_and_records_it(tmp_path):
+def test_a_real_loop_breeds_from_its_archive_and_records_it(tmp_path, monkeypatch):
     """Each generation's recorded archive equals one recomputed from the ledger by brute force; every
-    candidate's parent is the incumbent or an elite of the archive before its generation; the truth
-    never reaches the archive."""
+    candidate's parent is the incumbent or an elite of the archive before its generation, and the
+    generator is handed that parent's own genome; the truth never reaches the archive."""
+    from loop.generator.mutation import SelfAdaptive
+
+    handed = []  # (genome, n) as the generator is called, in order
+    propose = SelfAdaptive.propose
+    monkeypatch.setattr(SelfAdaptive, "propose", lambda self, parent, history, n, rng:
+                        handed.append((parent, n)) or propose(self, parent, history, n, rng))
     state, _ = run_loop(tmp_path, "promotion=map_elites", "gate=off", "objective.budget.generations=4")
     assert state.finished
     events = ledger_events(tmp_path)
@@ -139,6 +145,14 @@ def test_a_real_loop_breeds_from_its_archive_and_records_it(tmp_path):
         assert p.parent == before.successor or p.parent in elites
         bred_from_elites += p.parent != before.successor
     assert bred_from_elites > 0  # the archive was used, not only the incumbent
+    parent_of_each = [p.parent for p in events if p.event == "proposed" and p.generation >= 1]
+    assert sum(n for _, n in handed) == len(parent_of_each)
+    at = 0
+    for genome, n in handed:  # each call's children are proposed together, from their parent's own genome
+        (parent,) = set(parent_of_each[at:at + n])
+        card = json.loads((tmp_path / "successors" / f"{parent}.json").read_text())
+        assert genome.to_dict() == card["genome"], parent
+        at += n
     # children inherit nothing from the incumbent unless bred from it: trained events name the elite
     parents = {e.detail["candidate"]: e.parent for e in events if e.event == "proposed"}
     assert all(e.parent == parents[e.detail["candidate"]] for e in events if e.event == "trained")
