@@ -9,7 +9,7 @@ from conftest import assert_matches_serial
 from loop.execution.batched import Batched, population_key
 from loop.execution.serial import Serial
 from loop.objective.tasks import Digits
-from loop.stages import Candidate, Genome, Quarantined, Successor, TaskShape
+from loop.stages import Candidate, DataView, Genome, Quarantined, Split, Successor, TaskShape
 
 FRACTIONS = {"train": 0.5, "proxy": 0.15, "audit": 0.1, "probe": 0.125, "truth": 0.125}
 SHAPE = TaskShape(64, 10, 300, "cpu")
@@ -100,6 +100,18 @@ def test_chunks_hold_similar_sizes_and_order_is_kept(train_view):
         assert_matches_serial(s, b)
 
 
+@pytest.mark.parametrize("device,chunk,sizes", [("cpu", None, [32, 8]), ("cuda", None, [40]), ("cpu", 15, [15, 15, 10])])
+def test_populations_are_chunked_by_device_unless_told(monkeypatch, device, chunk, sizes):
+    """execution.chunk null: 32 models per population on a CPU, 1024 on a GPU (no GPU needed to see the split)."""
+    groups = []
+    monkeypatch.setattr(Batched, "train_group", lambda self, group, split, task: groups.append(len(group)) or
+                        [Quarantined(c, "not trained here") for c in group])
+    candidates = [Candidate(f"1.{i}", population("adam")[0].genome, None, i) for i in range(40)]
+    view = DataView({"train": Split(torch.zeros(4, 64), torch.zeros(4, dtype=torch.long))}, ["train"], "execution")
+    results = Batched(chunk=chunk).train(candidates, view, TaskShape(64, 10, 300, device))
+    assert groups == sizes and [r.candidate.key for r in results] == [c.key for c in candidates]
+
+
 def test_a_diverging_member_is_quarantined_alone(train_view):
     candidates = population("sgd")
     exploding = candidates[1].genome.replace(recipe={"lr": 1e20})
@@ -121,7 +133,7 @@ def test_a_broken_member_is_quarantined_alone_with_the_reason(train_view):
     assert all(isinstance(r, Successor) for r in results[1:3])
 
 
-@pytest.mark.parametrize("bad", [dict(chunk=0), dict(chunk=2.5), dict(time_limit_s=0), dict(dtype="float16")])
+@pytest.mark.parametrize("bad", [dict(chunk=0), dict(chunk=2.5), dict(chunk=True), dict(time_limit_s=0), dict(dtype="float16")])
 def test_bad_settings_are_refused(bad):
     with pytest.raises(ValueError):
         Batched(**bad)
