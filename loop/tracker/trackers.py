@@ -10,13 +10,15 @@ job type (their overrides less the seed) and tags (each override), so they compa
 
 A tracker is any object with `start(run_dir, config, name)`, `log(generation, metrics)` and
 `finish()`; it may also have `publish(run_dir, events)`, which the engine calls after the report is
-written and before `finish()`.
+written and before `finish()`. What wandb cannot take (a file gone, a full disk) is said on stderr and
+does not fail the run, which is whole in its ledger and report by then.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -114,6 +116,9 @@ class Wandb:
         os.environ["WANDB_DATA_DIR"] = staging or str(run_dir / "wandb" / "data")
         try:
             self.log_outputs(run_dir, events)
+        except Exception as err:  # the run is whole in its ledger and report: what wandb cannot take must not fail it
+            print(f"tracker=wandb: could not log the run's plots, ledger table or successors "
+                  f"({type(err).__name__}: {err}); the run itself is complete in {run_dir}", file=sys.stderr)
         finally:
             if staging is None:
                 del os.environ["WANDB_DATA_DIR"]

@@ -64,3 +64,14 @@ def test_a_runs_group_and_tags_come_from_its_sweep_and_overrides(tmp_path):
     assert sweep_of(sweep / "3") == ("2026-11-26/10-00-00", ["seed=3", "promotion=pareto"])
     (tmp_path / "single" / ".hydra").mkdir(parents=True)  # a run of its own: no group
     assert sweep_of(tmp_path / "single") == (None, [])
+
+
+def test_what_wandb_cannot_take_is_said_and_does_not_fail_a_finished_run(tmp_path, monkeypatch, capsys):
+    from loop.tracker.trackers import Wandb
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setattr(Wandb, "log_outputs", lambda self, run_dir, events: (run_dir / "successors" / "x.json").read_text())
+    state, _ = run_loop(tmp_path / "run", "tracker=wandb", "tracker.mode=offline", "objective.budget.generations=1")
+    assert state.finished and (tmp_path / "run" / "report.md").is_file()
+    assert "tracker=wandb: could not log the run's plots, ledger table or successors (FileNotFoundError: " \
+        in capsys.readouterr().err
