@@ -4,10 +4,12 @@ surviving mutant that docs/mutation.md does not list as equivalent.
     python .ci/mutation_report.py            # after `mutmut run`; writes mutants/report.md
     python .ci/mutation_report.py --check    # also exit 1 if a survivor is untriaged
     python .ci/mutation_report.py --sample 30   # print 30 not-yet-run mutants per module, drawn at random
+    python .ci/mutation_report.py --only sample.txt   # the report of the mutants named there (a sample) alone
 
 The score is over the mutants run so far: caught when a test failed or timed out on it; equivalent
 mutants (listed with a reason in docs/mutation.md's table) are left out; a mutant that no test
-reaches ("no tests") counts as not caught; mutants not yet run are counted apart.
+reaches ("no tests") counts as not caught, and so does a worker that crashed or hung and was killed
+("suspicious"); mutants not yet run are counted apart.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ def main() -> int:
     parser.add_argument("--sample", type=int, metavar="K",
                         help="print the names of K not-yet-run mutants per module (a seeded random draw) and exit")
     parser.add_argument("--seed", type=int, default=0, help="the draw's seed (default 0)")
+    parser.add_argument("--only", type=Path, metavar="FILE",
+                        help="report only the mutants named in FILE, one per line (e.g. a --sample draw)")
     parser.add_argument("--triage", type=Path, default=TRIAGE, help="the equivalent mutants' table (docs/mutation.md)")
     args = parser.parse_args()
     found, triaged = results(args.mutants), equivalent(args.triage)
@@ -71,6 +75,9 @@ def main() -> int:
     if args.sample is not None:
         print("\n".join(sample(found, args.sample, args.seed)))
         return 0
+    if args.only is not None:
+        named = {line.strip() for line in args.only.read_text().splitlines() if line.strip()}
+        found = {name: status for name, status in found.items() if name in named}
     by_module: dict[str, Counter] = defaultdict(Counter)
     untriaged = []
     for name, status in found.items():
