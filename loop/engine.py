@@ -70,8 +70,8 @@ def derive_seed(*parts: object) -> int:
 
 
 def code_hash(obj: object) -> str:
-    path = inspect.getsourcefile(type(obj))
-    return sha256_file(path) if path else "unknown"
+    path = inspect.getsourcefile(type(obj))  # may name a .py that is not there (a module loaded from a .pyc or a zip)
+    return sha256_file(path) if path and Path(path).is_file() else "unknown"
 
 
 class Clock:

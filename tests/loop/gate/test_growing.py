@@ -203,6 +203,10 @@ def test_a_growing_run_hashes_its_tests_rebuilds_them_on_resume_and_never_shows_
     names = [t["name"] for t in added]
     assert len(names) == len(set(names)) >= 4 and [int(n[5:].split("-")[0]) for n in names] == \
         list(range(1, len(names) + 1))  # numbering went on after the resume
+    nominated = {e.seq: e for e in events if e.event == "nominated"}
+    for note in (e for e in events if e.event in ("test_added", "test_retired", "tests_run")):
+        last = nominated[max(seq for seq in nominated if seq < note.seq)]  # the review this note belongs to
+        assert (note.successor, note.parent) == (last.successor, last.parent), note.event  # nominee, incumbent
     secret = [t["name"] for t in added if t["secret"]]
     shown = " ".join(text for past in seen for text in (*past.reasons, *past.gate))
     assert secret and seen and not any(name in shown for name in secret)

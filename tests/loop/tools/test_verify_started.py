@@ -195,3 +195,26 @@ def test_a_changed_held_out_audit_is_named(run):
     problems, _ = verify(run)
     assert problems == ["ledger.jsonl line 1 (run_started): code/audit changed since the run started "
                         f"({Path(__import__('loop.gate.audit').gate.audit.__file__)})"]
+
+
+def test_the_engine_records_unknown_for_a_plugin_without_a_source_file(tmp_path, monkeypatch):
+    """A plugin imported from a compiled file alone (no .py beside it) has no source to hash: the engine
+    records "unknown" (which verify leaves unchecked, above), and hashes the file of one that has a source."""
+    import importlib.util
+    import py_compile
+
+    from loop.engine import code_hash
+    from loop.ledger import sha256_file
+
+    source = tmp_path / "compiled_plugin.py"
+    source.write_text("class Plugin:\n    pass\n")
+    compiled = Path(py_compile.compile(str(source), cfile=str(tmp_path / "compiled_plugin.pyc")))
+    source.unlink()
+    spec = importlib.util.spec_from_file_location("compiled_plugin", compiled)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(__import__("sys").modules, "compiled_plugin", module)
+    spec.loader.exec_module(module)
+    assert code_hash(module.Plugin()) == "unknown"
+    from loop.gate.gates import Probes
+
+    assert code_hash(Probes.__new__(Probes)) == sha256_file(__import__("loop.gate.gates").gate.gates.__file__)
