@@ -218,3 +218,14 @@ def test_the_engine_records_unknown_for_a_plugin_without_a_source_file(tmp_path,
     from loop.gate.gates import Probes
 
     assert code_hash(Probes.__new__(Probes)) == sha256_file(__import__("loop.gate.gates").gate.gates.__file__)
+
+
+def test_the_contamination_checks_code_is_checked_like_the_other_stages(run):
+    rows = records(run)
+    rows[0]["detail"]["plugins"]["contamination"] = "loop.contamination.Twin"
+    rows[0]["detail"]["hashes"]["code/contamination"] = sha256_text("another contamination check")
+    write_records(run, rehash(rows))
+    problems, checked = verify(run)
+    assert problems == ["ledger.jsonl line 1 (run_started): code/contamination changed since the run started "
+                        f"({Path(__import__('loop.contamination').contamination.__file__)})"]
+    assert "5 code files" in checked  # evaluator, gate, truth, the held-out audit and the contamination check
