@@ -465,3 +465,36 @@ def test_a_multiruns_wandb_runs_share_one_group_with_the_arm_as_job_type(tmp_pat
     assert [r.job_type for r in runs] == ["experiment=quick tracker=wandb objective.budget.generations=1"] * 2
     assert [sorted(r.tags) for r in runs] == [sorted(["experiment=quick", "tracker=wandb", f"seed={s}",
                                                       "objective.budget.generations=1"]) for s in (0, 1)]
+
+
+def test_a_process_freezes_what_it_held_before_its_first_run_once_and_later_runs_cycles_are_collected(tmp_path):
+    """`collector_frozen`: a process's first run puts what lives into the cycle collector's permanent
+    generation, once; later runs in the same process (a sweep's) add nothing to it, so an object
+    caught in a reference cycle that a later run made garbage is still collected."""
+    script = f"""
+import gc, sys, weakref
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from conftest import TINY, compose_config
+from loop.tools.cli import run_experiment
+
+class Cyclic:  # garbage only the cycle collector can free, made before each run as its config is
+    pass
+
+frozen, refs = [], []
+for seed in range(3):
+    cfg = compose_config(*TINY, "objective.budget.generations=1", f"seed={{seed}}")
+    gc.disable()  # as `main` does before a run; the run turns it on
+    marker = Cyclic()
+    marker.me = marker
+    refs.append(weakref.ref(marker))
+    del marker
+    run_experiment(cfg, __import__("pathlib").Path({str(tmp_path)!r}) / str(seed), say=lambda _: None, freeze=True)
+    frozen.append(gc.get_freeze_count())
+gc.collect()
+print(__import__('json').dumps([frozen, [r() is None for r in refs]]))
+"""
+    done = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    counts, collected = json.loads(done.stdout.strip().splitlines()[-1])
+    assert counts[0] > 0 and counts[0] >= counts[1] >= counts[2]  # it may shrink (freed by reference counts), never grow
+    assert collected == [False, True, True]  # the first run's own start-up stays frozen: once per process

@@ -114,22 +114,31 @@ def events_to_resume(run_dir: Path, say: Callable[[str], None]):
     return events
 
 
+_started_frozen = False  # whether this process has frozen what its first run found (`collector_frozen`)
+
+
 @contextmanager
 def collector_frozen(enabled: bool) -> Iterator[None]:
-    """While a run goes on, what lives before it (imported modules, the config, the data) sits in
-    the cycle collector's permanent generation (`gc.freeze`): full collections stop rescanning
-    torch's, scipy's and Hydra's objects. Unfrozen after the run, so a sweep's next run in this
-    process does not keep this one's cycles alive."""
+    """Keep the cycle collector off what a process loaded before its first run. That first run puts
+    everything alive (imported modules, the config, the data) into the collector's permanent
+    generation (`gc.freeze`), once: full collections stop rescanning torch's, scipy's and Hydra's
+    objects. `main` keeps the collector off until then, and the start-up's own garbage (about 60,000
+    objects; a quick run's peak memory grew by 0.5 MB) is frozen with the rest rather than found by a
+    full collection (0.15 s).
+    A later run in the same process (a sweep's) first collects the earlier run's garbage, which
+    costs little since the frozen part is not scanned; nothing is frozen for it, so no run's cycles
+    outlive it."""
+    global _started_frozen
     if not enabled:
         yield
         return
-    gc.collect()  # garbage of an earlier run: collected now rather than frozen for good
-    gc.freeze()
-    gc.enable()  # `main` turns the collector off for the start-up, whose imports all live on
-    try:
-        yield
-    finally:
-        gc.unfreeze()
+    if _started_frozen:
+        gc.collect()
+    else:
+        gc.freeze()
+        _started_frozen = True
+    gc.enable()
+    yield
 
 
 def prepare(cfg: DictConfig):

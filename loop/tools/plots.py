@@ -147,12 +147,21 @@ def gate_plot(run: Run) -> bytes:
                        label=f"nominee ({decision})")
         if any(e.metrics.get(f"probe/{probe}/incumbent") is None for e in events):  # summary panel
             ax.axhline(1.0, color="tab:red", linestyle="--", linewidth=1, label="tolerance")
-        ax.set(title=probe, xlabel="generation", ylabel=f"{probe}: worst regression / tolerance")
+        ax.set_title(probe)
         whole_numbers(ax.xaxis)
-        ax.legend(fontsize="x-small")
+    for i, ax in enumerate(axes):  # axis labels on the outer panels only: every panel shares them
+        if i % cols == 0:
+            ax.set_ylabel("worst regression / tolerance")
+        if i + cols >= len(axes):
+            ax.set_xlabel("generation")
+    # one legend for every panel (the same marks mean the same thing in each), under the title
+    legend = {label: handle for ax in axes for handle, label in zip(*ax.get_legend_handles_labels())}
+    height = fig.get_figheight()
+    fig.legend(legend.values(), legend.keys(), loc="upper center", ncols=len(legend), fontsize="small",
+               frameon=False, bbox_to_anchor=(0.5, 1 - 0.38 / height))
     fig.suptitle("Gate probes: the nominee's worst regression per probe (above 1: beyond tolerance)",
-                 y=1 - 0.1 / fig.get_figheight())  # 0.1 in from the top, above the panel titles at any height
-    place(fig, axes, cols, top=0.65, hgap=0.8)
+                 y=1 - 0.1 / height)  # 0.1 in from the top, above the legend and the panel titles at any height
+    place(fig, axes, cols, top=0.95, hgap=0.8)
     return png_bytes(fig)
 
 
