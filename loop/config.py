@@ -78,6 +78,13 @@ def _targets(node: Any, path: str) -> Iterator[tuple[str, str]]:
             yield from _targets(child, f"{path}[{i}]")
 
 
+def builtin_modules(cfg: DictConfig) -> list[str]:
+    """The modules of this project's own plugins that `cfg` names (`_target_`s under the built-in
+    prefixes), in order, each once."""
+    return list(dict.fromkeys(target.rsplit(".", 1)[0] for _, target in _targets(cfg, "")
+                              if target.startswith(BUILTIN_PREFIXES)))
+
+
 def allowed_prefixes(cfg: DictConfig) -> tuple[str, ...]:
     extra = cfg.get("allowed_targets")
     extra = [] if extra is None else extra

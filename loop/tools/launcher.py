@@ -33,6 +33,8 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
+from loop.config import builtin_modules
+
 log = logging.getLogger(__name__)
 MODULE = "hydra_plugins.rsi_loop"
 
@@ -44,11 +46,15 @@ def _start_worker(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _warm() -> None:
-    """Import what every run needs, so a worker pays it while Hydra's sweeper still checks the jobs."""
+def _warm(modules: Sequence[str]) -> None:
+    """Import what runs need, so a worker pays for it while Hydra's sweeper still checks the jobs:
+    torch and the loop, scipy.stats (a gate's first comparison), the report's plotting, and the
+    sweep's own stages (`modules`: the project's plugins its config names; a plugin of yours is
+    imported by its run, after the run has checked it)."""
     import importlib
 
-    for module in ("loop.engine", "loop.tools.cli", "loop.tools.report"):  # torch and the stages with them
+    for module in ("loop.engine", "loop.tools.cli", "loop.tools.report", "scipy.stats", "matplotlib.figure",
+                   "matplotlib.backends.backend_agg", "PIL.Image", *modules):
         importlib.import_module(module)
 
 
@@ -100,7 +106,8 @@ class ProcessesLauncher(Launcher):
         context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch's threads
         self.pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker,
                                         initargs=(self.threads,))
-        self.warming = [self.pool.submit(_warm) for _ in range(self.workers)]
+        modules = builtin_modules(self.config) if self.config is not None else []
+        self.warming = [self.pool.submit(_warm, modules) for _ in range(self.workers)]
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from loop.config import BUILTIN_PREFIXES, ConfigError, allowed_prefixes, check_targets, instantiate
+from loop.config import BUILTIN_PREFIXES, ConfigError, allowed_prefixes, builtin_modules, check_targets, instantiate
 from loop.promotion.greedy import Greedy
 
 
@@ -85,6 +85,18 @@ def test_user_prefixes_in_allowed_targets_are_accepted(tmp_path, monkeypatch):
 def test_an_allowed_name_that_cannot_be_imported_is_refused():
     message = refused(OmegaConf.create({"evaluator": {"_target_": "evaluators.nowhere.Mine"}}))
     assert "evaluator._target_" in message and "cannot be imported" in message
+
+
+def test_builtin_modules_are_the_projects_own_plugin_modules_a_config_names_each_once():
+    """What a sweep's workers import while Hydra checks the jobs (`hydra/launcher=processes`): never a
+    plugin outside the project's prefixes, which a run imports only after checking it."""
+    assert builtin_modules(cfg(
+        execution={"_target_": "loop.execution.batched.Batched"},
+        evaluator={"_target_": "evaluators.accuracy.Accuracy", "inner": {"_target_": "my_plugins.Scorer"}},
+        gate={"_target_": "loop.gate.gates.Probes", "probes": [{"_target_": "evaluators.probes.Calibration"},
+                                                               {"_target_": "evaluators.probes.Shortcut"}]},
+        tracker={"_target_": "os.system"})) == ["loop.execution.batched", "evaluators.accuracy", "loop.gate.gates",
+                                                "evaluators.probes"]
 
 
 def test_missing_allowed_targets_means_builtins_only():
