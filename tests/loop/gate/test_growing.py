@@ -248,6 +248,30 @@ def test_a_rules_inputs_are_made_once_per_split_and_fgsm_is_crafted_on_the_basel
     assert len(y) > 0 and (y == 4).all() and len(x) == len(y)
 
 
+def test_a_slice_too_small_on_the_test_split_is_not_mined_however_large_it_is_where_it_was_found(lab):
+    """A class or cluster needs `min_items` on both splits: the cluster with the most more items where
+    failures are mined than where tests are checked, with `min_items` between the two, is not mined,
+    though every other condition holds (a review that keeps everything else: `per_review` 1000)."""
+    probes, task, (base, other, _) = lab
+    view = task.view("gate", "probe", "audit", "proxy")
+    b = scored(base, "b")
+    counting = gate(probes)
+    clusters = [r for r in counting.library(view, 10) if r["kind"] == "cluster"]
+    sizes = [(len(counting.apply(r, view, counting.mine_on, b)[1]), len(counting.apply(r, view, counting.test_on, b)[1]))
+             for r in clusters]
+    small = max(range(len(clusters)), key=lambda j: sizes[j][0] - sizes[j][1])
+    found_n, tested_n = sizes[small]
+    assert found_n > tested_n
+    g = gate(probes, min_items=tested_n + 1, per_review=1000)
+    mined = [rule for rule, _ in g.mine(scored(other, "n"), b, b, view, 10)]
+    assert clusters[small] not in mined
+    assert any(r["kind"] == "cluster" for r in mined)  # clusters large enough on both splits still are
+    for rule in mined:
+        if rule["kind"] in ("class", "cluster"):
+            assert len(g.apply(rule, view, g.test_on, b)[1]) >= g.min_items
+            assert len(g.apply(rule, view, g.mine_on, b)[1]) >= g.min_items
+
+
 def test_a_mined_test_holds_the_baseline_to_the_cumulative_tolerance_and_its_results_are_named(lab):
     """Against the baseline a mined test allows `cumulative_factor` times its tolerance (drops that add up
     over generations, as the probes do); the bank's results name how many ran and how many fired."""
