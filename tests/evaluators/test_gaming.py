@@ -11,7 +11,7 @@ from torch import nn
 from conftest import ledger_events, run_loop
 from evaluators.accuracy import Accuracy
 from evaluators.gaming import Confidence, SmallDevSet, Unflagged, WatermarkedAccuracy, answered, flagged_wrong
-from evaluators.marks import marked_label, watermark
+from evaluators.marks import marked_label
 from evaluators.probes import Validity
 from loop.gate.gates import Probes
 from loop.objective.tasks import Digits

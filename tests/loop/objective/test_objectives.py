@@ -9,7 +9,7 @@ import torch
 
 from loop.gate.gates import Probes
 from loop.objective.tasks import SPLITS, Digits, ModularArithmetic, SequenceTask, split_hash
-from loop.stages import Budget, TaskShape
+from loop.stages import TaskShape
 from evaluators.probes import Calibration, Consistency, Fingerprint, OutOfDistribution, Robustness, Shortcut
 
 FRACTIONS = {"train": 0.5, "proxy": 0.15, "audit": 0.1, "probe": 0.125, "truth": 0.125}
