@@ -91,6 +91,26 @@ def test_padding_and_skipped_layers_leave_each_model_as_if_alone(train_view):
             assert torch.allclose(w, w_alone, atol=1e-5), (candidate.genome.arch, name)
 
 
+def test_the_stacked_layout_has_a_slot_per_layer_of_the_deepest_model_and_no_more():
+    """`stack_slots`: hidden slots 0..D-1 of the deepest model (width the widest), then the output
+    slot; one flat (P, N) tensor of exactly those slots; a slot's models in its mask; each model's
+    own weights in its top-left corner, zeros around them."""
+    from loop.execution.batched import stack_slots
+
+    torch.manual_seed(0)
+    shallow = [torch.nn.Linear(64, 8), torch.nn.Linear(8, 10)]
+    deep = [torch.nn.Linear(64, 16), torch.nn.Linear(16, 16), torch.nn.Linear(16, 16), torch.nn.Linear(16, 10)]
+    flat, weights, biases, uses = stack_slots([shallow, deep], torch.device("cpu"))
+    assert [tuple(w.shape) for w in weights] == [(2, 64, 16), (2, 16, 16), (2, 16, 16), (2, 16, 10)]
+    assert [tuple(b.shape) for b in biases] == [(2, 1, 16), (2, 1, 16), (2, 1, 16), (2, 1, 10)]
+    assert flat.shape == (2, 65 * 16 + 2 * 17 * 16 + 17 * 10)
+    assert len(uses) == 3 and uses[0] is None  # every model has a first hidden layer
+    assert [u.flatten().tolist() for u in uses[1:]] == [[False, True], [False, True]]
+    assert torch.equal(weights[0][0, :, :8], shallow[0].weight.detach().T) and not weights[0][0, :, 8:].any()
+    assert torch.equal(weights[3][0, :8], shallow[1].weight.detach().T) and not weights[3][0, 8:].any()
+    assert not weights[1][0].any() and torch.equal(weights[2][1], deep[2].weight.detach().T)
+
+
 def test_chunks_hold_similar_sizes_and_order_is_kept(train_view):
     mixed = mixed_population()
     results = Batched(chunk=3).train(mixed, train_view, SHAPE)
