@@ -132,6 +132,22 @@ def test_populations_are_chunked_by_device_unless_told(monkeypatch, device, chun
     assert groups == sizes and [r.candidate.key for r in results] == [c.key for c in candidates]
 
 
+def test_a_population_that_fails_as_a_whole_quarantines_each_member_with_the_reason(train_view, monkeypatch):
+    """What no single member caused (the population's own training raised): every member is
+    quarantined, each under its own candidate, with the error; the loop goes on."""
+    import loop.execution.batched as batched
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(batched, "train_stack", broken)
+    candidates = population("adam")
+    results = Batched().train(candidates, train_view, SHAPE)
+    assert [r.candidate for r in results] == candidates
+    assert all(isinstance(r, Quarantined) and r.reason == "training raised RuntimeError: out of memory"
+               for r in results)
+
+
 def test_a_diverging_member_is_quarantined_alone(train_view):
     candidates = population("sgd")
     exploding = candidates[1].genome.replace(recipe={"lr": 1e20})
