@@ -149,6 +149,19 @@ def test_crossover_children_mix_in_past_genomes_and_stay_in_bounds(space):
     assert kids != SelfAdaptive(space).propose(space.initial, history, 200, np.random.default_rng(0))
 
 
+def test_the_crossover_operator_mixes_architecture_and_recipe_and_keeps_the_childs_own_step_sizes(space):
+    """SelfAdaptive's `crossover` operator (an improver's operator weights pick it): the child's rate and
+    scale are its own, self-adapted ones, never a mate's; its other genes mix with the mates'."""
+    history = history_of(space)
+    child = space.initial.replace(generator={"rate": 0.77, "scale": 0.33})
+    mates = mating_pool(space.initial, history, 4)
+    assert mates and all(m.generator != child.generator for m in mates)
+    kids = [SelfAdaptive(space).operate("crossover", child, 0.3, 0.4, space.initial, history,
+                                        np.random.default_rng(seed)) for seed in range(20)]
+    assert all(kid.generator == child.generator for kid in kids)
+    assert any(kid.arch[k] == m.arch[k] != child.arch[k] for kid in kids for m in mates for k in kid.arch)
+
+
 def test_crossover_is_deterministic_given_rng_and_history(space):
     history = history_of(space)
     one = Crossover(space).propose(space.initial, history, 12, np.random.default_rng(4))
