@@ -33,6 +33,12 @@ def error_line(path: Path) -> int:
     return info.value.line
 
 
+def error_text(path: Path) -> str:
+    with pytest.raises(LedgerError) as info:
+        read(path)
+    return str(info.value)
+
+
 # --- a valid chain ---------------------------------------------------------------------------
 
 
@@ -172,6 +178,19 @@ def test_an_inserted_forged_line_with_a_valid_hash_breaks_the_next_line(tmp_path
     assert error_line(path) == 4  # the forged line itself chains; the old third line no longer does
 
 
+def test_a_line_rehashed_onto_another_predecessor_is_named_by_its_broken_link(tmp_path):
+    """A line whose own hash is right but whose `prev` is another line's (a branch spliced in)."""
+    path = tmp_path / "ledger.jsonl"
+    write_ledger(path, 4)
+    lines = lines_of(path)
+    record = json.loads(lines[2])
+    record["prev"] = json.loads(lines[0])["hash"]
+    record["hash"] = chain_hash(record)
+    path.write_bytes(b"".join([*lines[:2], (json.dumps(record) + "\n").encode(), *lines[3:]]))
+    assert error_text(path) == ("ledger.jsonl line 3: prev does not match the previous line's hash (lines deleted, "
+                                "reordered or inserted)")
+
+
 def test_an_incomplete_last_line_is_detected(tmp_path):
     path = tmp_path / "ledger.jsonl"
     write_ledger(path, 4)
@@ -194,10 +213,30 @@ def test_a_line_that_is_not_json_or_misses_fields_is_detected(tmp_path):
     record = json.loads(lines[1])
     del record["reasons"]
     path.write_bytes(b"".join([lines[0], (json.dumps(record) + "\n").encode(), lines[2]]))
-    assert error_line(path) == 2
+    assert error_text(path) == "ledger.jsonl line 2: missing fields ['reasons']"  # not only its hash: named
+    path.write_bytes(b"".join([lines[0], b"[1, 2]\n", lines[2]]))
+    assert error_text(path) == f"ledger.jsonl line 2: missing fields {list(FIELDS)}"
 
 
 # --- torn tail repair ------------------------------------------------------------------------
+
+
+def test_a_file_is_written_whole_through_a_temporary_beside_it(tmp_path, monkeypatch):
+    """`atomic_write`: the temporary lies in the file's own folder (a rename is atomic only within one
+    file system, and fails across two), then replaces the file; nothing else is left behind."""
+    import os
+
+    from loop.ledger import atomic_write
+
+    renamed = []
+    real = os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: renamed.append((Path(src), Path(dst))) or real(src, dst))
+    target = tmp_path / "run" / "report.md"
+    atomic_write(target, b"one")
+    atomic_write(target, b"two")
+    assert target.read_bytes() == b"two" and sorted(p.name for p in target.parent.iterdir()) == ["report.md"]
+    assert [(src.parent, dst) for src, dst in renamed] == [(target.parent, target)] * 2
+    assert all(src.name.startswith(".report.md.") and src.suffix == ".tmp" for src, _ in renamed)
 
 
 def test_repair_torn_tail_cuts_only_the_unterminated_tail(tmp_path):
