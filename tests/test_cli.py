@@ -473,7 +473,7 @@ def test_a_process_freezes_what_it_held_before_its_first_run_once_and_later_runs
     caught in a reference cycle that a later run made garbage is still collected."""
     script = f"""
 import gc, sys, weakref
-sys.path.insert(0, {str(Path(__file__).parent)!r})
+sys.path.append({str(Path(__file__).parent)!r})  # after the repository: tests/loop must not shadow loop
 from conftest import TINY, compose_config
 from loop.tools.cli import run_experiment
 

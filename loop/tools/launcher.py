@@ -106,7 +106,10 @@ class ProcessesLauncher(Launcher):
         context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch's threads
         self.pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker,
                                         initargs=(self.threads,))
-        modules = builtin_modules(self.config) if self.config is not None else []
+        try:  # only what to import early: a config that cannot be read here fails in its run, with the reason
+            modules = builtin_modules(self.config) if self.config is not None else []
+        except Exception:
+            modules = []
         self.warming = [self.pool.submit(_warm, modules) for _ in range(self.workers)]
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
