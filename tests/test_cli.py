@@ -428,13 +428,18 @@ def test_a_sweep_on_worker_processes_writes_the_runs_the_basic_launcher_writes(t
     """`hydra/launcher=processes`: the runs of a sweep on 2 worker processes, each a whole run with its
     own directory, .hydra/ files, report and progress line; each ledger is the one the same config
     and seed give one at a time in this process (clock readings aside)."""
+    from omegaconf import OmegaConf
+
+    # in batches of 2 (the sweeper checks each batch's configs, which the launcher keeps and hands on)
     done = cli("rsi-loop", "-m", *TINY, "seed=0,1,2", "objective.budget.generations=1", "hydra/launcher=processes",
-               f"hydra.sweep.dir={tmp_path / 'sweep'}")
+               "hydra.sweeper.max_batch_size=2", f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "sweep: 3/3 runs done" in done.stdout
     for seed in range(3):
         run = tmp_path / "sweep" / str(seed)
-        assert (run / "report.md").is_file() and (run / ".hydra" / "overrides.yaml").is_file()
+        assert (run / "report.md").is_file() and f"seed={seed}" in (run / ".hydra" / "overrides.yaml").read_text()
+        job = OmegaConf.load(run / ".hydra" / "hydra.yaml").hydra.job
+        assert (job.num, job.id) == (seed, f"{job.name}_{seed}")
         alone = tmp_path / f"alone{seed}"
         run_loop(alone, f"seed={seed}", "objective.budget.generations=1")
         assert counted(run) == counted(alone)
