@@ -146,13 +146,13 @@ class ProcessesLauncher(Launcher):
             log.info(f"\t#{initial_job_idx + i} : {' '.join(filter_overrides(overrides))}")
         if self.pool is None:  # a later batch (hydra.sweeper.max_batch_size): workers again
             self.start()
-        loader = self.hydra_context.config_loader
-        configs = [self.composed.pop(tuple(overrides), None)
-                   or loader.load_sweep_config(master_config=self.config, sweep_overrides=list(overrides))
-                   for overrides in job_overrides]
-        self.remember(False)
-        singletons = {**Singleton.get_state(), "omegaconf_resolvers": {}}
         try:
+            loader = self.hydra_context.config_loader
+            configs = [self.composed.pop(tuple(overrides), None)
+                       or loader.load_sweep_config(master_config=self.config, sweep_overrides=list(overrides))
+                       for overrides in job_overrides]
+            self.remember(False)
+            singletons = {**Singleton.get_state(), "omegaconf_resolvers": {}}
             futures = [self.pool.submit(_run, initial_job_idx + i, config, self.hydra_context.callbacks,
                                         self.task_function, singletons, self.threads)
                        for i, config in enumerate(configs)]

@@ -156,10 +156,11 @@ def gate_plot(run: Run) -> bytes:
             ax.set_xlabel("generation")
     # one legend for every panel (the same marks mean the same thing in each), under the title
     legend = {label: handle for ax in axes for handle, label in zip(*ax.get_legend_handles_labels())}
-    across = min(len(legend), 2 * cols)  # entries per row: about two fit in a panel's width
+    across = max(1, min(len(legend), 2 * cols))  # entries per row: about two fit in a panel's width
     height = fig.get_figheight()
-    fig.legend(legend.values(), legend.keys(), loc="upper center", ncols=across, fontsize="small",
-               frameon=False, bbox_to_anchor=(0.5, 1 - 0.38 / height))
+    if legend:
+        fig.legend(legend.values(), legend.keys(), loc="upper center", ncols=across, fontsize="small",
+                   frameon=False, bbox_to_anchor=(0.5, 1 - 0.38 / height))
     fig.suptitle("Gate probes: the nominee's worst regression per probe (above 1: beyond tolerance)",
                  y=1 - 0.1 / height)  # 0.1 in from the top, above the legend and the panel titles at any height
     place(fig, axes, cols, top=0.75 + 0.2 * math.ceil(len(legend) / across), hgap=0.8)
