@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
@@ -66,6 +68,15 @@ def rehash(rows: list[dict]) -> list[dict]:
         row["prev"] = prev
         row["hash"] = prev = chain_hash(row)
     return rows
+
+
+@contextmanager
+def started(run_dir: Path) -> Iterator[dict[str, Any]]:
+    """The run_started line's detail (config hash, plugins, hashes), to edit in place; written back with
+    the whole chain recomputed when the block ends, as someone who knows the format would."""
+    rows = records(run_dir)
+    yield rows[0]["detail"]
+    write_records(run_dir, rehash(rows))
 
 
 def first(rows: list[dict], event: str) -> int:

@@ -15,7 +15,7 @@ import pytest
 
 from loop.ledger import Ledger, LedgerError, read_anchor, sha256_text
 from loop.tools.verify import configured_anchor, verify
-from tampering import first, records, rehash, verify_cli, write_records
+from tampering import first, records, rehash, started, verify_cli, write_records
 
 pytest_plugins = ["tampering"]  # the fixtures: intact, run
 
@@ -198,9 +198,8 @@ def test_a_changed_gate_threshold_is_caught_in_config_and_thresholds(run, capsys
 
 
 def test_changed_data_is_caught_even_when_the_chain_was_recomputed(run, capsys):
-    rows = records(run)
-    rows[0]["detail"]["hashes"]["data/train"] = sha256_text("other training data")
-    write_records(run, rehash(rows))
+    with started(run) as detail:
+        detail["hashes"]["data/train"] = sha256_text("other training data")
     code, out = verify_cli(capsys, run, "--no-anchor")
     assert code == 1
     assert out.count("TAMPERED") == 1
@@ -208,9 +207,8 @@ def test_changed_data_is_caught_even_when_the_chain_was_recomputed(run, capsys):
 
 
 def test_changed_evaluator_code_is_caught_even_when_the_chain_was_recomputed(run, capsys):
-    rows = records(run)
-    rows[0]["detail"]["hashes"]["code/evaluator"] = sha256_text("another evaluator")
-    write_records(run, rehash(rows))
+    with started(run) as detail:
+        detail["hashes"]["code/evaluator"] = sha256_text("another evaluator")
     code, out = verify_cli(capsys, run, "--no-anchor")
     assert code == 1 and "ledger.jsonl line 1 (run_started): code/evaluator changed since the run started" in out
 

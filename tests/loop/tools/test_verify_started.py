@@ -9,7 +9,7 @@ import pytest
 
 from loop.ledger import sha256_text
 from loop.tools.verify import verify
-from tampering import records, rehash, verify_cli, write_records
+from tampering import started, verify_cli
 
 pytest_plugins = ["tampering"]  # the fixtures: intact, run
 
@@ -22,18 +22,16 @@ def test_an_unreadable_config_is_a_problem_that_says_so(run, capsys):
 
 
 def test_a_code_hash_recorded_as_unknown_is_left_unchecked(run):
-    rows = records(run)
-    rows[0]["detail"]["hashes"]["code/evaluator"] = "unknown"  # the engine could not find the source
-    write_records(run, rehash(rows))
+    with started(run) as detail:
+        detail["hashes"]["code/evaluator"] = "unknown"  # the engine could not find the source
     problems, checked = verify(run)
     assert problems == [] and "3 code files" in checked
 
 
 def test_a_moved_plugin_is_skipped_and_the_rest_still_checked(run):
-    rows = records(run)
-    rows[0]["detail"]["plugins"]["gate"] = "loop.gates.Probes"  # where the gate lived before the move
-    rows[0]["detail"]["hashes"]["code/truth"] = sha256_text("another truth evaluator")  # checked after the gate
-    write_records(run, rehash(rows))
+    with started(run) as detail:
+        detail["plugins"]["gate"] = "loop.gates.Probes"  # where the gate lived before the move
+        detail["hashes"]["code/truth"] = sha256_text("another truth evaluator")  # checked after the gate
     problems, checked = verify(run)
     assert "code/gate not checked (loop.gates.Probes has moved to loop.gate.gates.Probes)" in checked
     assert problems == ["ledger.jsonl line 1 (run_started): code/truth changed since the run started "
@@ -77,9 +75,8 @@ def test_the_config_is_compared_as_the_run_resolved_it(run):
     config.echo_seed = "${seed}"
     OmegaConf.save(config, run / ".hydra" / "config.yaml")
     assert "${seed}" in (run / ".hydra" / "config.yaml").read_text()
-    rows = records(run)
-    rows[0]["detail"]["config_sha256"] = sha256_text(canonical(OmegaConf.to_container(config, resolve=True)))
-    write_records(run, rehash(rows))
+    with started(run) as detail:
+        detail["config_sha256"] = sha256_text(canonical(OmegaConf.to_container(config, resolve=True)))
     assert verify(run)[0] == []
 
 
@@ -94,18 +91,16 @@ def reconfigure(run: Path, change) -> None:
     change(config)
     OmegaConf.save(config, run / ".hydra" / "config.yaml")
     resolved = OmegaConf.to_container(config, resolve=True)
-    rows = records(run)
-    rows[0]["detail"]["config_sha256"] = sha256_text(canonical(resolved))
-    rows[0]["detail"]["hashes"]["thresholds"] = sha256_text(canonical(resolved.get("gate", {})))
-    write_records(run, rehash(rows))
+    with started(run) as detail:
+        detail["config_sha256"] = sha256_text(canonical(resolved))
+        detail["hashes"]["thresholds"] = sha256_text(canonical(resolved.get("gate", {})))
 
 
 def test_data_splits_added_or_dropped_since_the_start_are_named(run):
-    rows = records(run)
-    hashes = rows[0]["detail"]["hashes"]
-    hashes.pop("data/probe")
-    hashes["data/extra"] = sha256_text("a split the objective no longer makes")
-    write_records(run, rehash(rows))
+    with started(run) as detail:
+        hashes = detail["hashes"]
+        hashes.pop("data/probe")
+        hashes["data/extra"] = sha256_text("a split the objective no longer makes")
     problems, _ = verify(run)
     assert problems == [
         "ledger.jsonl line 1 (run_started): data/extra was recorded at run start but the objective no longer "
@@ -114,9 +109,8 @@ def test_data_splits_added_or_dropped_since_the_start_are_named(run):
 
 
 def test_a_run_that_recorded_no_data_hashes_is_not_checked_for_data(run):
-    rows = records(run)
-    rows[0]["detail"]["hashes"] = {k: v for k, v in rows[0]["detail"]["hashes"].items() if not k.startswith("data/")}
-    write_records(run, rehash(rows))
+    with started(run) as detail:
+        detail["hashes"] = {k: v for k, v in detail["hashes"].items() if not k.startswith("data/")}
     problems, checked = verify(run)
     assert problems == [] and "data splits" not in checked
 
@@ -152,10 +146,9 @@ def test_a_users_own_objective_is_rebuilt_from_its_allowed_module(run, tmp_path,
 
 
 def test_a_plugin_whose_source_is_not_here_is_skipped_and_the_rest_still_checked(run):
-    rows = records(run)
-    rows[0]["detail"]["plugins"]["evaluator"] = "not_installed_here.Evaluator"
-    rows[0]["detail"]["hashes"]["code/truth"] = sha256_text("another truth evaluator")
-    write_records(run, rehash(rows))
+    with started(run) as detail:
+        detail["plugins"]["evaluator"] = "not_installed_here.Evaluator"
+        detail["hashes"]["code/truth"] = sha256_text("another truth evaluator")
     problems, checked = verify(run)
     assert "3 code files" in checked  # the gate, the truth evaluator and the audit; the evaluator left unchecked
     assert len(problems) == 1 and "code/truth changed since the run started" in problems[0]
@@ -170,10 +163,9 @@ def test_a_config_without_a_gate_node_hashes_its_thresholds_as_empty(run):
 def test_a_run_that_recorded_no_truth_plugin_has_its_truth_code_checked_as_accuracy(run):
     """Runs from before the truth evaluator was configurable name no `truth` plugin: theirs was the
     accuracy evaluator, and its code is checked as such."""
-    rows = records(run)
-    del rows[0]["detail"]["plugins"]["truth"]
-    rows[0]["detail"]["hashes"]["code/truth"] = sha256_text("another truth evaluator")
-    write_records(run, rehash(rows))
+    with started(run) as detail:
+        del detail["plugins"]["truth"]
+        detail["hashes"]["code/truth"] = sha256_text("another truth evaluator")
     problems, checked = verify(run)
     assert "4 code files" in checked  # evaluator, truth, gate, held-out audit
     assert problems == ["ledger.jsonl line 1 (run_started): code/truth changed since the run started "
@@ -181,17 +173,15 @@ def test_a_run_that_recorded_no_truth_plugin_has_its_truth_code_checked_as_accur
 
 
 def test_a_plugin_without_a_recorded_code_hash_is_left_unchecked(run):
-    rows = records(run)
-    del rows[0]["detail"]["hashes"]["code/gate"]
-    write_records(run, rehash(rows))
+    with started(run) as detail:
+        del detail["hashes"]["code/gate"]
     problems, checked = verify(run)
     assert problems == [] and "3 code files" in checked
 
 
 def test_a_changed_held_out_audit_is_named(run):
-    rows = records(run)
-    rows[0]["detail"]["hashes"]["code/audit"] = sha256_text("another audit")
-    write_records(run, rehash(rows))
+    with started(run) as detail:
+        detail["hashes"]["code/audit"] = sha256_text("another audit")
     problems, _ = verify(run)
     assert problems == ["ledger.jsonl line 1 (run_started): code/audit changed since the run started "
                         f"({Path(__import__('loop.gate.audit').gate.audit.__file__)})"]
@@ -221,10 +211,9 @@ def test_the_engine_records_unknown_for_a_plugin_without_a_source_file(tmp_path,
 
 
 def test_the_contamination_checks_code_is_checked_like_the_other_stages(run):
-    rows = records(run)
-    rows[0]["detail"]["plugins"]["contamination"] = "loop.contamination.Twin"
-    rows[0]["detail"]["hashes"]["code/contamination"] = sha256_text("another contamination check")
-    write_records(run, rehash(rows))
+    with started(run) as detail:
+        detail["plugins"]["contamination"] = "loop.contamination.Twin"
+        detail["hashes"]["code/contamination"] = sha256_text("another contamination check")
     problems, checked = verify(run)
     assert problems == ["ledger.jsonl line 1 (run_started): code/contamination changed since the run started "
                         f"({Path(__import__('loop.contamination').contamination.__file__)})"]
