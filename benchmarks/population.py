@@ -9,9 +9,11 @@ The anchor is what a careful user writes in 30 lines: P models as stacked weight
 `baddbmm` per layer, autograd for the backward pass and an elementwise Adam (`stacked_loop` below).
 Every way trains the same P MLPs (ReLU, Adam, batch 128) on the digits train split with the same
 batches; each is timed as the median of --repeats runs, interleaved, after one warm-up. Printed:
-seconds per way, `batched` over `stacked` (<= 1.0: batched is no slower) and the GFLOP/s each
-achieves (2 x multiply-adds of the forward and backward passes, 3 matmuls per layer per step), to
-put against this machine's fp32 matmul peak (measured first, `--peak`). Never asserted.
+seconds per way, `batched` over `stacked` (<= 1.0: batched is no slower), the GFLOP/s each achieves
+(2 x the multiply-adds of the matmuls a step needs: the forward pass, and per layer the weights'
+gradient and, past the first layer, the input's) and that as a share of this machine's fp32 matmul
+peak (a 1024 x 1024 product), measured in every round just before the ways run (the machine is
+shared: its speed drifts between rounds): the median of the rounds' shares. Never asserted.
 """
 
 from __future__ import annotations
@@ -75,8 +77,10 @@ def stacked_loop(depth: int, width: int, p: int, steps: int, x: torch.Tensor, y:
 
 
 def flops(depth: int, width: int, p: int, steps: int, inputs: int = 64) -> float:
+    """The matmuls' floating-point operations: per layer the forward product and the weights' gradient,
+    and the input's gradient for every layer but the first (nobody needs the data's gradient)."""
     macs = inputs * width + (depth - 1) * width * width + width * 10
-    return 2 * 3 * macs * BATCH * p * steps  # forward, and two matmuls of the backward pass, per layer
+    return 2 * (3 * macs - inputs * width) * BATCH * p * steps
 
 
 def peak(device: torch.device, n: int = 1024, repeats: int = 20) -> float:
@@ -138,16 +142,18 @@ def main() -> None:
     shape = TaskShape(64, 10, args.steps, args.device)
     batched = Batched(dtype=args.dtype, **({"chunk": args.chunk} if args.chunk else {}))
     dtype = getattr(torch, args.dtype)
-    top = peak(device)
-    print(f"{device} fp32 matmul peak {top:.0f} GFLOP/s, {torch.get_num_threads()} threads; "
-          f"{args.steps} steps, batch {BATCH}, Adam, ReLU; batched dtype {args.dtype}; median of {args.repeats}")
+    peaks = [peak(device)]
+    print(f"{device}, {torch.get_num_threads()} threads; {args.steps} steps, batch {BATCH}, Adam, ReLU; batched dtype "
+          f"{args.dtype}; median of {args.repeats}; fp32 matmul peak {peaks[0]:.0f} GFLOP/s at the start, then "
+          f"measured in every round")
     chosen = args.ways.split(",")
     if not set(chosen) <= {"stacked", "batched"} or not chosen:
         raise SystemExit(f"--ways must name stacked and/or batched, got {args.ways!r}")
     print("| depth x width x P | " + " | ".join(f"{w} s" for w in chosen)
           + (" | batched / stacked" if len(chosen) == 2 else "")
-          + " | " + " | ".join(f"{w} GFLOP/s" for w in chosen) + " | " + " | ".join(f"{w} successors/s" for w in chosen) + " |")
-    print("|---|" + "---:|" * (3 * len(chosen) + (len(chosen) == 2)))
+          + " | " + " | ".join(f"{w} GFLOP/s" for w in chosen) + " | " + " | ".join(f"{w} of peak" for w in chosen)
+          + " | " + " | ".join(f"{w} successors/s" for w in chosen) + " | peak GFLOP/s |")
+    print("|---|" + "---:|" * (4 * len(chosen) + (len(chosen) == 2) + 1))
     for depth, width, p in shapes:
         candidates = population(depth, width, p, args.steps)
         ways = {"stacked": lambda: stacked_loop(depth, width, p, args.steps, x, y, dtype),
@@ -155,16 +161,19 @@ def main() -> None:
         ways = {name: ways[name] for name in chosen}
         for fn in ways.values():
             fn()  # warm-up
-        times = {name: [] for name in ways}
-        for _ in range(args.repeats):  # interleaved, so drifts in the machine's load hit both
+        times, peaks = {name: [] for name in ways}, []
+        for _ in range(args.repeats):  # interleaved, so drifts in the machine's load hit both, and the peak
+            peaks.append(peak(device))
             for name, fn in ways.items():
                 times[name] += timed(fn, 1, device)
         median = {name: statistics.median(t) for name, t in times.items()}
         work = flops(depth, width, p, args.steps) / 1e9
+        share = {name: statistics.median(work / t / top for t, top in zip(times[name], peaks)) for name in ways}
         cells = [f"{median[w]:.3f}" for w in chosen]
         if len(chosen) == 2:
             cells.append(f"{median['batched'] / median['stacked']:.2f}")
-        cells += [f"{work / median[w]:.0f}" for w in chosen] + [f"{p / median[w]:.1f}" for w in chosen]
+        cells += [f"{work / median[w]:.0f}" for w in chosen] + [f"{share[w]:.0%}" for w in chosen]
+        cells += [f"{p / median[w]:.1f}" for w in chosen] + [f"{min(peaks):.0f}-{max(peaks):.0f}"]
         print(f"| {depth}x{width}x{p} | " + " | ".join(cells) + " |", flush=True)
     if args.profile:
         profile(lambda: (ways["batched"](), sync(device)), f"{depth}x{width}x{p}")

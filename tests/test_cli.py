@@ -18,9 +18,9 @@ from conftest import BIN, OUTER, TINY, TRANSFER_FAST, ledger_events, run_loop
 ENV = {**os.environ, "WANDB_MODE": "disabled"}
 
 
-def cli(*args: str, cwd: Path | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
+def cli(*args: str, cwd: Path | None = None, timeout: float = 180, env: dict | None = None) -> subprocess.CompletedProcess:
     command = [str(BIN / args[0]), *args[1:]] if args[0].startswith("rsi-loop") else list(args)
-    return subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout,
+    return subprocess.run(command, cwd=cwd, env=env or ENV, capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)  # unattended: gate=human never finds a terminal
 
 
@@ -60,17 +60,21 @@ def test_two_processes_with_the_same_config_and_seed_write_the_same_ledger(cli_r
     assert len(first) > 40 and first == second
 
 
-def test_python_dash_m_loop_and_hydra_flags_work():
+def test_python_dash_m_loop_and_hydra_flags_work(tmp_path):
     shown = cli(sys.executable, "-m", "loop", "--cfg", "job", "evaluator=likelihood")
     assert shown.returncode == 0 and "evaluators.accuracy.Likelihood" in shown.stdout
-    helped = cli("rsi-loop", "--help")
+    cache = {**ENV, "XDG_CACHE_HOME": str(tmp_path)}  # --help keeps the config it composed there
+    helped = cli("rsi-loop", "--help", env=cache)
     assert helped.returncode == 0 and "evaluator: accuracy, confidence, exploitable, frozen_judge, likelihood" in helped.stdout
     assert "generator: bandit, credit, crossover, fixed, lineage, mutate, self_adaptive" in helped.stdout
     assert "hydra" not in helped.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
-    overridden = cli("rsi-loop", "gate=off", "--help")  # the config shown is the one composed
+    assert len(list((tmp_path / "rsi-loop").glob("config-*.yaml"))) == 1
+    assert cli("rsi-loop", "--help", env=cache).stdout == helped.stdout  # read back: the same help
+    overridden = cli("rsi-loop", "gate=off", "--help", env=cache)  # the config shown is the one composed
     assert overridden.returncode == 0 and "loop.gate.gates.Off" in overridden.stdout
-    bad = cli("rsi-loop", "evaluator=nope", "--help")
+    bad = cli("rsi-loop", "evaluator=nope", "--help", env=cache)
     assert bad.returncode == 2 and "evaluator/nope" in bad.stderr
+    assert len(list((tmp_path / "rsi-loop").glob("config-*.yaml"))) == 2  # nothing kept for a bad override
     assert cli("rsi-loop", "--hydra-help").returncode == 0
 
 
@@ -246,8 +250,16 @@ def test_reject_is_refused_where_the_pause_holds_no_nominee(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     reference = tmp_path_factory.mktemp("reference") / "run"
-    run_loop(reference, *STOPPABLE)
+    whole_run(reference, *STOPPABLE)
     return reference
+
+
+def whole_run(run_dir: Path, *overrides: str) -> None:
+    """The reference for a stopped run, in a process of its own as the stopped run has: a run in this
+    one would train on however many torch threads an earlier test left, and a product's rounding
+    depends on how many threads share it."""
+    done = cli("rsi-loop", *TINY, *overrides, f"hydra.run.dir={run_dir}")
+    assert done.returncode == 0, done.stderr
 
 
 STOPPABLE = ["objective.budget.generations=4", "objective.budget.candidates=4", "objective.budget.steps=300"]
@@ -308,7 +320,7 @@ def test_a_run_killed_mid_generation_resumes_to_the_same_incumbent(tmp_path, uni
 
 def test_a_killed_map_elites_run_resumes_with_the_archives_of_the_uninterrupted_run(tmp_path):
     overrides = ["promotion=map_elites", "gate=off"]
-    run_loop(tmp_path / "whole", *STOPPABLE, *overrides)
+    whole_run(tmp_path / "whole", *STOPPABLE, *overrides)
     killed = start_and_stop_in_generation_2(tmp_path / "killed", signal.SIGKILL, *overrides)
     assert killed.returncode == -signal.SIGKILL
     assert cli("rsi-loop", f"resume={tmp_path / 'killed'}").returncode == 0

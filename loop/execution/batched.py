@@ -3,8 +3,10 @@
 The unit of work is tiny (a small MLP for a few hundred steps), so a per-model Python loop spends
 most of its time in overhead. Here P models become one set of stacked tensors, W: (P, in, out),
 and every step is one gathered batch (P, B, in), one `baddbmm` per layer, a backward pass written
-out by hand (`backward`: two `bmm` per layer, no autograd graph to build and walk) and one
-optimizer update on all P models' parameters, kept in one flat (P, N) tensor.
+out by hand (`backward`: two `bmm` per layer, no autograd graph to build and walk, the gradients
+written in place) and one optimizer update on all P models' parameters, kept in one flat tensor
+(torch's fused Adam kernel moves every moment in one pass; `Rule`). Where it pays it is measured
+(benchmarks/README.md): a product with a narrow result runs transposed on a CPU (`product`).
 
 Models of different shapes, activations and optimizers still share one population, exactly:
 - a narrower model is zero-padded to the population's widest layer. Its padded units have zero
@@ -44,6 +46,7 @@ from loop.stages import Candidate, DataView, Quarantined, Split, Successor, Task
 
 ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "gelu": F.gelu, "silu": F.silu}
 MOMENTUM, BETAS, EPS = 0.9, (0.9, 0.999), 1e-8  # torch.optim's defaults, as `serial` uses them
+VECTOR = 64  # elements: a multiple of every CPU vector width (AVX-512: 16 floats) and cache line
 # Most models in one population by device (`Batched.chunk` None), measured in benchmarks/README.md: on a CPU,
 # 32 bounds memory and padding at no cost; on a GPU, one large population is fastest (at P = 64 two
 # populations of 32 took 1.5x a stacked loop's time on an H100, one of 1,024 trains 679 successors a second).
@@ -74,16 +77,18 @@ def mask(flags: list[bool], device: torch.device) -> torch.Tensor | None:
 
 
 def stack_slots(layers_of: list[list[torch.nn.Linear]], device: torch.device):
-    """All P models' parameters as one contiguous (P, N) tensor, and per slot its stacked, zero-padded
-    weights (P, in, out) and biases (P, 1, out), views of it. Slots are hidden layers 0..D-1 of the
-    deepest model, then the output layer. Also, per hidden slot, which models use it (None: all).
-    One flat tensor makes the optimizer step a few whole-population operations, not a few per layer.
-    It is filled on the CPU, where the models are, and moved to `device` in one copy."""
+    """All P models' parameters as one contiguous 1-D tensor, laid out slot by slot: each slot's stacked,
+    zero-padded weights (P, in, out), then its biases (P, 1, out), each a contiguous view of it (a batched
+    product writes a gradient straight into a contiguous view; into a strided one it writes a copy
+    first). Slots are hidden layers 0..D-1 of the deepest model, then the output layer. Also, per hidden
+    slot, which models use it (None: all). One flat tensor makes most of the optimizer step a few
+    whole-population operations. It is filled on the CPU, where the models are, and moved to `device`
+    in one copy."""
     depth = max(len(layers) for layers in layers_of) - 1
     width = max(layer.out_features for layers in layers_of for layer in layers[:-1])
     inputs, classes = layers_of[0][0].in_features, layers_of[0][-1].out_features
     sizes = [(inputs, width)] + [(width, width)] * (depth - 1) + [(width, classes)]
-    flat = torch.zeros(len(layers_of), sum((n_in + 1) * n_out for n_in, n_out in sizes))
+    flat = torch.zeros(len(layers_of) * sum((n_in + 1) * n_out for n_in, n_out in sizes))
     weights, biases = slot_views(flat, sizes)
     for i, layers in enumerate(layers_of):
         for j, layer in enumerate(layers):
@@ -98,13 +103,20 @@ def stack_slots(layers_of: list[list[torch.nn.Linear]], device: torch.device):
 
 def slot_views(flat: torch.Tensor, sizes: list[tuple[int, int]]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Per slot of `sizes` ((in, out) each), the stacked weights (P, in, out) and biases (P, 1, out) as
-    views of the flat (P, N) parameters."""
+    contiguous views of the flat parameters (or of any tensor laid out as they are)."""
+    count = flat.numel() // sum((n_in + 1) * n_out for n_in, n_out in sizes)
     weights, biases, at = [], [], 0
     for n_in, n_out in sizes:
-        weights.append(flat[:, at:at + n_in * n_out].view(-1, n_in, n_out))
-        biases.append(flat[:, at + n_in * n_out:at + (n_in + 1) * n_out].view(-1, 1, n_out))
-        at += (n_in + 1) * n_out
+        weights.append(flat[at:at + count * n_in * n_out].view(count, n_in, n_out))
+        at += count * n_in * n_out
+        biases.append(flat[at:at + count * n_out].view(count, 1, n_out))
+        at += count * n_out
     return weights, biases
+
+
+def tensors(views: tuple[list[torch.Tensor], list[torch.Tensor]]) -> list[torch.Tensor]:
+    """Every slot's weights and biases, in one list."""
+    return [t for pair in zip(*views) for t in pair]
 
 
 def slot_of(layers: list[torch.nn.Linear], j: int) -> int:
@@ -144,6 +156,13 @@ class Activations:
         if len(self.runs) == 1:
             return ACTIVATIONS[self.runs[0][0]](pre)
         return torch.cat([ACTIVATIONS[name](pre[a:b]) for name, a, b in self.runs])
+
+    def forward(self, pre: torch.Tensor) -> torch.Tensor:
+        """As calling it, but free to overwrite `pre`: ReLU alone runs in place (its backward pass
+        reads the sign of its output, the same as its input's)."""
+        if self.runs == [("relu", 0, len(pre))]:
+            return pre.relu_()
+        return self(pre)
 
     def derivative(self, pre: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         if len(self.runs) == 1:
@@ -214,12 +233,18 @@ def train_stack(candidates: list[Candidate], models: list[torch.nn.Module], inhe
     for i, plan in enumerate(plans):
         index[i, :plan.shape[0], :plan.shape[1]] = plan
         valid[i, :plan.shape[0], :plan.shape[1]] = 1.0
-    index, valid = index.to(device), valid.to(device)
     per_model_rows = valid[:, 0].sum(1)
+    # step-major, so a step reads one contiguous block: the rows, their labels, and each row's weight in
+    # its model's mean loss (0 past the model's batch and past its last step)
+    index = index.transpose(0, 1).contiguous().to(device)  # (steps, P, rows)
+    labels = split.y.to(device)[index]
+    share = (valid / per_model_rows.view(-1, 1, 1)).transpose(0, 1).unsqueeze(-1).contiguous().to(device)
+    valid, per_model_rows = valid.to(device), per_model_rows.to(device)
 
-    lr = torch.tensor([float(r["lr"]) for r in recipes], device=device).view(-1, 1)
+    lr = column([float(r["lr"]) for r in recipes], device)
     decay = [float(r["weight_decay"]) for r in recipes]
-    rule = Rule([str(r["optimizer"]) for r in recipes], decay, device)
+    sizes = [tuple(w.shape[1:]) for w in weights]
+    rule = Rule([str(r["optimizer"]) for r in recipes], decay, flat, sizes)
     dropout = column([float(c.genome.arch["dropout"]) for c in candidates], device)
     use_dropout = bool((dropout > 0).any())
     # distillation: each model's weight on its teacher's distribution over the train rows
@@ -230,8 +255,9 @@ def train_stack(candidates: list[Candidate], models: list[torch.nn.Module], inhe
         weight = column([distill_weight(c.genome) for c in candidates], device)
         own = torch.arange(count, device=device).view(-1, 1)  # model i reads its own teacher's rows
     noise = torch.Generator(device=device).manual_seed(candidates[0].seed)
-    first = torch.zeros_like(flat)  # momentum, or Adam's first moment
-    second = torch.zeros_like(flat) if rule.adam else None  # Adam's second moment
+    # each step's gradients, written in place by `backward` (in the compute dtype, then into the rule's)
+    grad = torch.empty_like(flat, dtype=dtype) if dtype != torch.float32 else rule.grad
+    grad_slots = slot_views(grad, sizes)
     last = torch.tensor(steps, device=device)
     alive = torch.ones(count, dtype=torch.bool, device=device)
     why: dict[int, str] = {}
@@ -240,52 +266,60 @@ def train_stack(candidates: list[Candidate], models: list[torch.nn.Module], inhe
     low = dtype != torch.float32
     inputs = x.to(dtype) if low else x
 
+    ends = set(steps)  # the steps where a model has just finished: the learning rates change
+    stale = True  # the models still training (`active`) and their learning rates, to set again
     for t in range(max(steps)):
-        batch = index[:, t]
+        batch = index[t]
         if low:  # this step's compute copy of the weights
             weights_now, biases_now = [w.to(dtype) for w in weights], [b.to(dtype) for b in biases]
         else:
             weights_now, biases_now = weights, biases
-        hidden = inputs[batch]  # (P, B, in): one gather for the whole population
+        hidden = inputs.index_select(0, batch.view(-1)).view(count, rows, -1)  # (P, B, in): one gather for all
         saved = []  # per hidden slot, what the backward pass needs: input, pre-activation, activation, dropout
         for j, used in enumerate(uses):
-            pre = torch.baddbmm(biases_now[j], hidden, weights_now[j])
-            act = activation(pre)
+            pre = product(hidden, weights_now[j], biases_now[j])
+            act = activation.forward(pre)
             scale = ((torch.rand(act.shape, generator=noise, device=device) >= dropout) / (1 - dropout)).to(act.dtype) \
                 if use_dropout else None
             saved.append((hidden, pre, act, scale))
             out = act if scale is None else act * scale
             hidden = out if used is None else torch.where(used, out, hidden)  # a shallower model skips it
-        logits = torch.baddbmm(biases_now[-1], hidden, weights_now[-1]).float()
-        target = one_hot[y[batch]]  # (P, B, classes); distilling, mixed with the teacher's distribution
+        logits = product(hidden, weights_now[-1], biases_now[-1]).float()
+        # (P, B, classes); distilling, mixed with the teacher's distribution
+        target = one_hot.index_select(0, labels[t].view(-1)).view(count, rows, -1)
         if distilling:
             target = (1 - weight) * target + weight * soft[own, batch]
-        active = alive & (t < last)
+        if stale or t in ends:  # a model has finished (or was stopped): it moves no more
+            active = alive & (t < last)
+            step_lr = torch.where(active.view(-1, 1, 1), lr, 0.0)
+            stale = False
         check = (t + 1) % check_every == 0 or t + 1 == max(steps)
         if check:  # each model's mean loss, read only here: computing it every step costs a tenth of the step
             loss = -(target * logits.log_softmax(-1)).sum(-1).mul(valid[:, t]).sum(1) / per_model_rows
-        # d loss_i / d logits = (softmax - target) / rows_i on model i's own rows; 0 once it is done
-        d = softmax(logits).sub_(target).mul_(
-            (valid[:, t] * torch.where(active, 1 / per_model_rows, 0.0).view(-1, 1)).unsqueeze(-1))
-        step_lr = torch.where(active.view(-1, 1), lr, 0.0)
-        grads = backward(d.to(dtype) if low else d, hidden, saved, weights_now, uses, activation)
-        rule.update(flat, grads.float() if low else grads, first, second, step_lr, t + 1)
+        # d loss_i / d logits = (softmax - target) / rows_i on model i's own rows (0 once it is done)
+        d = softmax(logits).sub_(target).mul_(share[t])
+        backward(d.to(dtype) if low else d, hidden, saved, weights_now, uses, activation, grad_slots)
+        if low:
+            rule.grad.copy_(grad)
+        rule.update(step_lr, t + 1)
         if frozen:  # a frozen trunk: its first layer goes back to where it started
             weights[0][frozen], biases[0][frozen] = trunk
         if check:
             for i in torch.nonzero(active & ~torch.isfinite(loss)).flatten().tolist():
                 why[i] = f"training loss became {loss[i].item()} at step {t + 1}/{steps[i]}"
                 alive[i] = False
+                stale = True
             if time.perf_counter() - start > time_limit_s:
                 for i in torch.nonzero(alive & (t + 1 < last)).flatten().tolist():
                     why[i] = (f"ran past its time limit of {time_limit_s:g} s at step {t + 1}/{steps[i]} "
                               f"(trained in a population of {count})")
                     alive[i] = False
+                    stale = True
 
     # the final train loss of every model at once, and its weights back to the CPU in one copy
     loss = final_loss(x, y, weights, biases, uses, activation).cpu()
-    finite = torch.isfinite(flat).all(1).cpu()
-    weights, biases = slot_views(flat.cpu(), [tuple(w.shape[1:]) for w in weights])
+    finite = torch.stack([torch.isfinite(t).flatten(1).all(1) for t in rule.params]).all(0).cpu()
+    weights, biases = slot_views(flat.cpu(), sizes)
     example = split.x[:1].cpu()
     counted: dict[tuple, int] = {}  # forward multiply-adds per layer shapes: counted once per shape, not per model
     results: list[Successor | Quarantined] = []
@@ -321,11 +355,30 @@ def final_loss(x: torch.Tensor, y: torch.Tensor, weights: list[torch.Tensor], bi
         b = min(count, a + group)
         hidden, act = x.float().expand(b - a, -1, -1), activation[a:b]
         for j, used in enumerate(uses):
-            out = act(torch.baddbmm(biases[j][a:b], hidden, weights[j][a:b]))
+            out = act(product(hidden, weights[j][a:b], biases[j][a:b]))
             hidden = out if used is None else torch.where(used[a:b], out, hidden)
-        logits = torch.baddbmm(biases[-1][a:b], hidden, weights[-1][a:b])
+        logits = product(hidden, weights[-1][a:b], biases[-1][a:b])
         losses.append(F.cross_entropy(logits.flatten(0, 1), y.repeat(b - a), reduction="none").view(b - a, -1).mean(1))
     return torch.cat(losses)
+
+
+# MKL's batched products run 2-4x slower with fewer than 16 result columns than the same product
+# transposed (an output layer of 10 classes, a hidden layer of 8 units; measured in benchmarks/README.md)
+NARROW = 16
+
+
+def product(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None,
+            out: torch.Tensor | None = None) -> torch.Tensor:
+    """Every model's a @ b (+ bias): (P, M, K) x (P, K, N) (+ (P, 1, N)) -> (P, M, N), written into `out`
+    if given. On a CPU a narrow result (N < NARROW <= M) is computed transposed, (b^T a^T)^T, and
+    returned as that transposed view: the same sums, in a layout MKL runs fast."""
+    if a.device.type == "cpu" and b.shape[-1] < NARROW <= a.shape[-2]:
+        a, b = b.transpose(1, 2), a.transpose(1, 2)
+        result = (torch.bmm(a, b) if bias is None else torch.baddbmm(bias.transpose(1, 2), a, b)).transpose(1, 2)
+        return result if out is None else out.copy_(result)
+    if bias is None:
+        return torch.bmm(a, b, out=out)
+    return torch.baddbmm(bias, a, b, out=out)
 
 
 def softmax(logits: torch.Tensor) -> torch.Tensor:
@@ -336,12 +389,16 @@ def softmax(logits: torch.Tensor) -> torch.Tensor:
 
 
 def backward(d: torch.Tensor, last_hidden: torch.Tensor, saved: list, weights: list[torch.Tensor],
-             uses: list[torch.Tensor | None], activation: Activations) -> torch.Tensor:
-    """The gradient of every model's loss by hand, from d = d loss / d logits (P, B, classes): a
-    (P, N) tensor laid out as `stack_slots` lays out the parameters. Written out, a step is a few
-    dozen whole-population operations; autograd's graph of the same step cost more than all of them."""
-    grads = [torch.bmm(last_hidden.transpose(1, 2), d), d.sum(1, keepdim=True)]
-    d_hidden = torch.bmm(d, weights[-1].transpose(1, 2))
+             uses: list[torch.Tensor | None], activation: Activations,
+             grads: tuple[list[torch.Tensor], list[torch.Tensor]]) -> None:
+    """The gradient of every model's loss by hand, from d = d loss / d logits (P, B, classes), written
+    into `grads`: per slot the weight and bias views of a flat tensor laid out as `stack_slots` lays
+    out the parameters. Written out, a step is a few dozen whole-population operations; autograd's
+    graph of the same step cost more than all of them."""
+    grad_w, grad_b = grads
+    product(last_hidden.transpose(1, 2), d, out=grad_w[-1])
+    torch.sum(d, 1, keepdim=True, out=grad_b[-1])
+    d_hidden = product(d, weights[-1].transpose(1, 2))
     for j in reversed(range(len(uses))):
         hidden, pre, act, scale = saved[j]
         used = uses[j]
@@ -349,51 +406,70 @@ def backward(d: torch.Tensor, last_hidden: torch.Tensor, saved: list, weights: l
         if scale is not None:
             d_out = d_out * scale
         d_pre = activation.backward(d_out, pre, act)
-        grads[:0] = [torch.bmm(hidden.transpose(1, 2), d_pre), d_pre.sum(1, keepdim=True)]
+        product(hidden.transpose(1, 2), d_pre, out=grad_w[j])
+        torch.sum(d_pre, 1, keepdim=True, out=grad_b[j])
         if j > 0:
-            d_in = torch.bmm(d_pre, weights[j].transpose(1, 2))
+            d_in = product(d_pre, weights[j].transpose(1, 2))
             d_hidden = d_in if used is None else torch.where(used, d_in, d_hidden)  # skipped: passed through
-    return torch.cat([g.flatten(1) for g in grads], 1)
 
 
 class Rule:
-    """Each model's optimizer step on the population's flat (P, N) parameters, following
-    torch.optim's SGD (momentum 0.9, L2 decay), Adam (L2 decay) and AdamW (decoupled decay), with
-    a per-model learning rate and weight decay.
+    """Each model's optimizer step on the population's flat parameters, following torch.optim's SGD
+    (momentum 0.9, L2 decay), Adam (L2 decay) and AdamW (decoupled decay), with a per-model learning
+    rate and weight decay. It holds the optimizer's state, laid out as the parameters are.
 
-    SGD's momentum buffer and Adam's first moment share one tensor: both are m = 0.9 m + c g, with
-    c = 1 for SGD and 1 - 0.9 for Adam. A population of one rule skips the others' work."""
+    The moments of the whole population are updated in one pass by torch's fused Adam kernel, which
+    writes each model's direction m_hat / (sqrt(v_hat) + eps) (about ten whole-tensor operations
+    before); each model then moves by its own learning rate along it, slot by slot. An SGD member's
+    momentum buffer is Adam's first moment over 1 - 0.9: both sum 0.9^k g over past steps, Adam's
+    scaled by 0.1. A population of SGD alone keeps torch.optim's buffer itself and no second moment."""
 
-    def __init__(self, optimizers: list[str], decay: list[float], device: torch.device):
+    def __init__(self, optimizers: list[str], decay: list[float], flat: torch.Tensor, sizes: list[tuple[int, int]]):
+        device = flat.device
         sgd = [name == "sgd" for name in optimizers]
         decoupled = [name == "adamw" for name in optimizers]
-        per_model = lambda values: torch.tensor(values, device=device).view(-1, 1)  # noqa: E731
         self.adam = not all(sgd)  # any Adam or AdamW member: keep a second moment
-        self.adam_only = None if not any(sgd) else per_model([not s for s in sgd])  # None: no SGD to select out
-        self.l2 = per_model([0.0 if d else w for d, w in zip(decoupled, decay)])
+        self.sgd = column([float(s) for s in sgd], device) if self.adam and any(sgd) else None  # None: none to single out
+        self.l2 = column([0.0 if d else w for d, w in zip(decoupled, decay)], device)
         self.any_l2 = bool(self.l2.any())
-        self.decoupled = per_model([w if d else 0.0 for d, w in zip(decoupled, decay)]) if any(decoupled) else None
-        self.gain = per_model([1.0 if s else 1 - BETAS[0] for s in sgd])  # c in m = 0.9 m + c g
+        self.decoupled = column([w if d else 0.0 for d, w in zip(decoupled, decay)], device) if any(decoupled) else None
+        # The fused kernel's vector loop leaves a tensor's last few elements to a scalar loop, which
+        # rounds differently: padded to whole vectors, every element takes the same path, so a model
+        # trains the same wherever it sits in the population (the padding is 0 and stays 0).
+        padded = lambda: torch.zeros(-(-flat.numel() // VECTOR) * VECTOR, device=device)  # noqa: E731
+        self.whole = [padded() for _ in range(4 if self.adam else 2)]  # gradients, m, then v, direction
+        self.grad, self.m = (t[:flat.numel()] for t in self.whole[:2])  # this step's gradients (`backward`)
+        self.v, self.direction = (t[:flat.numel()] for t in self.whole[2:]) if self.adam else (None, None)
+        self.counter = torch.zeros((), device=device)  # the fused kernel's step count
+        # each as slot by slot views (P, ...), to move each model by its own learning rate
+        self.params, self.grads, self.moments = (tensors(slot_views(t, sizes)) for t in (flat, self.grad, self.m))
+        self.directions = tensors(slot_views(self.direction, sizes)) if self.adam else []
 
-    def update(self, p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor | None,
-               lr: torch.Tensor, step: int) -> None:
-        """One step in place: parameters p, gradients g (this step's own: overwritten), moments m and
-        v, all (P, N); lr (P, 1). In place wherever torch.optim's order of operations allows, so a
-        step makes two temporaries of the parameters' size, not eight."""
-        if self.decoupled is not None:
-            p.mul_(1 - lr * self.decoupled)
-        if self.any_l2:
-            g.addcmul_(self.l2, p)
-        m.mul_(MOMENTUM).addcmul_(self.gain, g)
-        if v is None:  # SGD only
-            p.addcmul_(lr, m, value=-1)
+    def update(self, lr: torch.Tensor, step: int) -> None:
+        """One step in place, from this step's gradients in `grad` (overwritten with the L2 term) and
+        each model's learning rate lr (P, 1, 1)."""
+        for p, grad in zip(self.params, self.grads):
+            if self.decoupled is not None:
+                p.mul_(1 - lr * self.decoupled)
+            if self.any_l2:
+                grad.addcmul_(self.l2, p)
+        if not self.adam:  # SGD alone, as torch.optim.SGD: m = 0.9 m + g, p = p - lr m
+            self.m.mul_(MOMENTUM).add_(self.grad)
+            for p, m in zip(self.params, self.moments):
+                p.addcmul_(lr, m, value=-1)
             return
-        v.mul_(BETAS[1]).addcmul_(g, g, value=1 - BETAS[1])
-        denom = v.sqrt().div_(math.sqrt(1 - BETAS[1] ** step)).add_(EPS)
-        step_size = torch.div(m, denom, out=denom).mul_(lr / (1 - BETAS[0] ** step))
-        if self.adam_only is not None:  # mixed: SGD members take lr * m instead
-            step_size = torch.where(self.adam_only, step_size, lr * m)
-        p.sub_(step_size)
+        grad, m, v, direction = ([t] for t in self.whole)  # the kernel's tensor lists, one tensor each
+        direction[0].zero_()
+        self.counter.fill_(step)
+        torch._fused_adam_(direction, grad, m, v, [], [self.counter], lr=-1.0, beta1=BETAS[0], beta2=BETAS[1],
+                           weight_decay=0.0, eps=EPS, amsgrad=False, maximize=False)
+        if self.sgd is None:
+            for p, direction in zip(self.params, self.directions):
+                p.addcmul_(lr, direction, value=-1)
+            return
+        adam_lr, sgd_lr = lr * (1 - self.sgd), lr * self.sgd / (1 - BETAS[0])  # SGD: lr m = lr m_adam / 0.1
+        for p, direction, m in zip(self.params, self.directions, self.moments):
+            p.addcmul_(adam_lr, direction, value=-1).addcmul_(sgd_lr, m, value=-1)
 
 
 @dataclass

@@ -91,10 +91,28 @@ def test_padding_and_skipped_layers_leave_each_model_as_if_alone(train_view):
             assert torch.allclose(w, w_alone, atol=1e-5), (candidate.genome.arch, name)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_model_trains_bit_for_bit_the_same_wherever_it_sits_in_its_population(train_view, threads):
+    """Copies of one candidate anywhere in a population (of every optimizer, 7 models: the flat
+    parameters end past a whole vector) end with the same weights exactly: no element is rounded on
+    another path for where it lies (the fused Adam kernel's scalar tail, a thread's share)."""
+    torch.set_num_threads(threads)
+    try:
+        mixed = mixed_population()[:3]  # sgd, adam, adamw
+        copies = mixed + [Candidate(f"2.{i}", c.genome, None, c.seed) for i, c in enumerate(mixed + mixed[:1])]
+        trained = Batched().train(copies, train_view, SHAPE)
+    finally:
+        torch.set_num_threads(1)  # as the module's fixture set it
+    for copy, original in [(3, 0), (4, 1), (5, 2), (6, 0)]:
+        mine, theirs = trained[copy].model.state_dict(), trained[original].model.state_dict()
+        assert all(torch.equal(mine[k], theirs[k]) for k in mine), (copy, original)
+
+
 def test_the_stacked_layout_has_a_slot_per_layer_of_the_deepest_model_and_no_more():
     """`stack_slots`: hidden slots 0..D-1 of the deepest model (width the widest), then the output
-    slot; one flat (P, N) tensor of exactly those slots; a slot's models in its mask; each model's
-    own weights in its top-left corner, zeros around them."""
+    slot; one flat tensor of exactly those slots, each slot's weights and biases a contiguous view
+    of it, in order and tiling it; a slot's models in its mask; each model's own weights in its
+    top-left corner, zeros around them."""
     from loop.execution.batched import stack_slots
 
     torch.manual_seed(0)
@@ -103,7 +121,12 @@ def test_the_stacked_layout_has_a_slot_per_layer_of_the_deepest_model_and_no_mor
     flat, weights, biases, uses = stack_slots([shallow, deep], torch.device("cpu"))
     assert [tuple(w.shape) for w in weights] == [(2, 64, 16), (2, 16, 16), (2, 16, 16), (2, 16, 10)]
     assert [tuple(b.shape) for b in biases] == [(2, 1, 16), (2, 1, 16), (2, 1, 16), (2, 1, 10)]
-    assert flat.shape == (2, 65 * 16 + 2 * 17 * 16 + 17 * 10)
+    assert flat.shape == (2 * (65 * 16 + 2 * 17 * 16 + 17 * 10),)
+    at = 0
+    for t in [t for pair in zip(weights, biases) for t in pair]:
+        assert t.is_contiguous() and t.data_ptr() == flat[at:].data_ptr()
+        at += t.numel()
+    assert at == flat.numel()
     assert len(uses) == 3 and uses[0] is None  # every model has a first hidden layer
     assert [u.flatten().tolist() for u in uses[1:]] == [[False, True], [False, True]]
     assert torch.equal(weights[0][0, :, :8], shallow[0].weight.detach().T) and not weights[0][0, :, 8:].any()
