@@ -170,11 +170,12 @@ class Activations:
         return torch.cat([DERIVATIVES[name](pre[a:b], out[a:b]) for name, a, b in self.runs])
 
     def backward(self, d_out: torch.Tensor, pre: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """d loss / d pre from d loss / d out. ReLU alone is one fused op (autograd's own threshold
-        backward), not a derivative tensor and a product."""
+        """d loss / d pre from d loss / d out, written over `d_out` (a tensor of the population's size
+        fewer a layer). ReLU alone is one fused op (autograd's own threshold backward), not a
+        derivative tensor and a product."""
         if self.runs == [("relu", 0, len(pre))]:
-            return torch.ops.aten.threshold_backward(d_out, pre, 0)
-        return d_out * self.derivative(pre, out)
+            return torch.ops.aten.threshold_backward.grad_input(d_out, pre, 0, grad_input=d_out)
+        return d_out.mul_(self.derivative(pre, out))
 
 
 def train_population(candidates: Sequence[Candidate], split: Split, shape: TaskShape,
@@ -405,7 +406,7 @@ def backward(d: torch.Tensor, last_hidden: torch.Tensor, saved: list, weights: l
         d_out = d_hidden if used is None else torch.where(used, d_hidden, 0.0)  # a skipped slot learns nothing
         if scale is not None:
             d_out = d_out * scale
-        d_pre = activation.backward(d_out, pre, act)
+        d_pre = activation.backward(d_out, pre, act)  # over d_out: this step's own (a product, where or *)
         product(hidden.transpose(1, 2), d_pre, out=grad_w[j])
         torch.sum(d_pre, 1, keepdim=True, out=grad_b[j])
         if j > 0:
