@@ -113,7 +113,7 @@ def test_the_stacked_layout_has_a_slot_per_layer_of_the_deepest_model_and_no_mor
     slot; one flat tensor of exactly those slots, each slot's weights and biases a contiguous view
     of it, in order and tiling it; a slot's models in its mask; each model's own weights in its
     top-left corner, zeros around them."""
-    from loop.execution.batched import stack_slots
+    from loop.execution.stack import stack_slots
 
     torch.manual_seed(0)
     shallow = [torch.nn.Linear(64, 8), torch.nn.Linear(8, 10)]
