@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from contextlib import suppress
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -52,11 +53,10 @@ def composed_yaml(overrides: list[str]) -> str:
     for path in sorted(Path(CONFIG_DIR).rglob("*")):
         if path.is_file():
             digest.update(b"\0" + str(path.relative_to(CONFIG_DIR)).encode() + b"\0" + path.read_bytes())
-    cached = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rsi-loop" / f"config-{digest.hexdigest()[:32]}.yaml"
-    try:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rsi-loop"
+    cached = cache / f"config-{digest.hexdigest()[:32]}.yaml"
+    with suppress(OSError):
         return cached.read_text()
-    except OSError:
-        pass
     from hydra import compose, initialize_config_dir
 
     try:
@@ -64,14 +64,12 @@ def composed_yaml(overrides: list[str]) -> str:
             text = OmegaConf.to_yaml(compose("config", overrides=overrides))
     except Exception as err:  # a bad override: say which, as a run would
         fail(str(err), 2)
-    try:
+    with suppress(OSError):
         from loop.ledger import atomic_write
 
         atomic_write(cached, text.encode())
-        for old in sorted(cached.parent.glob("config-*.yaml"), key=lambda p: p.stat().st_mtime)[:-HELP_CACHE]:
+        for old in sorted(cache.glob("config-*.yaml"), key=lambda p: p.stat().st_mtime)[:-HELP_CACHE]:
             old.unlink(missing_ok=True)  # the oldest past the newest HELP_CACHE
-    except OSError:
-        pass
     return text
 
 
