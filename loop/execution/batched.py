@@ -180,7 +180,6 @@ def train_stack(candidates: list[Candidate], models: list[torch.nn.Module], inhe
     index = index.transpose(0, 1).contiguous().to(device)  # (steps, P, rows)
     labels = split.y.to(device)[index]
     share = (valid / per_model_rows.view(-1, 1, 1)).transpose(0, 1).unsqueeze(-1).contiguous().to(device)
-    valid, per_model_rows = valid.to(device), per_model_rows.to(device)
 
     lr = column([float(r["lr"]) for r in recipes], device)
     decay = [float(r["weight_decay"]) for r in recipes]
@@ -236,7 +235,7 @@ def train_stack(candidates: list[Candidate], models: list[torch.nn.Module], inhe
             stale = False
         check = (t + 1) % check_every == 0 or t + 1 == max(steps)
         if check:  # each model's mean loss, read only here: computing it every step costs a tenth of the step
-            loss = -(target * logits.log_softmax(-1)).sum(-1).mul(valid[:, t]).sum(1) / per_model_rows
+            loss = -(target * logits.log_softmax(-1)).sum(-1, keepdim=True).mul(share[t]).sum(1).flatten()
         # d loss_i / d logits = (softmax - target) / rows_i on model i's own rows (0 once it is done)
         d = softmax(logits).sub_(target).mul_(share[t])
         backward(d.to(dtype) if low else d, hidden, saved, weights_now, uses, activation, grad_slots)
