@@ -177,8 +177,9 @@ def train_stack(candidates: list[Candidate], models: list[torch.nn.Module], inhe
     per_model_rows = valid[:, 0].sum(1)
     # step-major, so a step reads one contiguous block: the rows, their labels, and each row's weight in
     # its model's mean loss (0 past the model's batch and past its last step)
+    x, y = split.x.to(device), split.y.to(device)
     index = index.transpose(0, 1).contiguous().to(device)  # (steps, P, rows)
-    labels = split.y.to(device)[index]
+    labels = y[index]
     share = (valid / per_model_rows.view(-1, 1, 1)).transpose(0, 1).unsqueeze(-1).contiguous().to(device)
 
     lr = column([float(r["lr"]) for r in recipes], device)
@@ -196,14 +197,13 @@ def train_stack(candidates: list[Candidate], models: list[torch.nn.Module], inhe
         own = torch.arange(count, device=device).view(-1, 1)  # model i reads its own teacher's rows
     noise = torch.Generator(device=device).manual_seed(candidates[0].seed)
     # each step's gradients, written in place by `backward` (in the compute dtype, then into the rule's)
-    grad = torch.empty_like(flat, dtype=dtype) if dtype != torch.float32 else rule.grad
+    low = dtype != torch.float32
+    grad = torch.empty_like(flat, dtype=dtype) if low else rule.grad
     grad_slots = slot_views(grad, sizes)
     last = torch.tensor(steps, device=device)
     alive = torch.ones(count, dtype=torch.bool, device=device)
     why: dict[int, str] = {}
-    x, y = split.x.to(device), split.y.to(device)
     one_hot = torch.eye(shape.n_classes, device=device)
-    low = dtype != torch.float32
     inputs = x.to(dtype) if low else x
 
     ends = set(steps)  # the steps where a model has just finished: the learning rates change
