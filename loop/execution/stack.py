@@ -94,11 +94,10 @@ class Rule:
         padded = lambda: torch.zeros(-(-flat.numel() // VECTOR) * VECTOR, device=device)  # noqa: E731
         self.whole = [padded() for _ in range(4 if self.adam else 2)]  # gradients, m, then v, direction
         self.grad, self.m = (t[:flat.numel()] for t in self.whole[:2])  # this step's gradients (`backward`)
-        self.v, self.direction = (t[:flat.numel()] for t in self.whole[2:]) if self.adam else (None, None)
         self.counter = torch.zeros((), device=device)  # the fused kernel's step count
         # each as slot by slot views (P, ...), to move each model by its own learning rate
         self.params, self.grads, self.moments = (tensors(slot_views(t, sizes)) for t in (flat, self.grad, self.m))
-        self.directions = tensors(slot_views(self.direction, sizes)) if self.adam else []
+        self.directions = tensors(slot_views(self.whole[3][:flat.numel()], sizes)) if self.adam else []
 
     def update(self, lr: torch.Tensor, step: int) -> None:
         """One step in place, from this step's gradients in `grad` (overwritten with the L2 term) and
@@ -113,11 +112,11 @@ class Rule:
             for p, m in zip(self.params, self.moments):
                 p.addcmul_(lr, m, value=-1)
             return
-        grad, m, v, direction = ([t] for t in self.whole)  # the kernel's tensor lists, one tensor each
-        direction[0].zero_()
+        grads, firsts, seconds, directions = ([t] for t in self.whole)  # the kernel's lists, one tensor each
+        directions[0].zero_()
         self.counter.fill_(step)
-        torch._fused_adam_(direction, grad, m, v, [], [self.counter], lr=-1.0, beta1=BETAS[0], beta2=BETAS[1],
-                           weight_decay=0.0, eps=EPS, amsgrad=False, maximize=False)
+        torch._fused_adam_(directions, grads, firsts, seconds, [], [self.counter], lr=-1.0, beta1=BETAS[0],
+                           beta2=BETAS[1], weight_decay=0.0, eps=EPS, amsgrad=False, maximize=False)
         if self.sgd is None:
             for p, direction in zip(self.params, self.directions):
                 p.addcmul_(lr, direction, value=-1)
